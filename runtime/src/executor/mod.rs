@@ -1,0 +1,245 @@
+//! The executor: a FIFO run queue and a waker table (a slab of tasks with
+//! generations). It knows tasks and wakers, nothing of fds.
+//!
+//! # Invariants
+//! - A task is in the run queue at most once: only the wake that flips its
+//!   `queued` flag enqueues it ([`waker`]).
+//! - An id in the queue whose slot has since been freed (generation moved on) is
+//!   skipped, so a queued wake of a finished task is harmless.
+//! - No `RefCell` borrow is held while a future is polled or dropped: both may wake
+//!   or spawn tasks, which re-enters the executor.
+//!
+//! Who calls it: `runtime.rs` runs it ([`Executor::run`]) and shuts it down;
+//! [`crate::spawn`] adds tasks; wakers schedule them.
+
+mod join_handle;
+mod task;
+pub(crate) mod waker;
+
+pub use join_handle::{JoinError, JoinHandle};
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Waker};
+
+use task::Spawned;
+use waker::{Inbox, TaskId, TaskWaker};
+
+/// A type-erased spawned future.
+type BoxFuture = Pin<Box<dyn Future<Output = ()>>>;
+
+/// Run queue and task table of one runtime.
+#[derive(Debug)]
+pub(crate) struct Executor {
+    /// The waker table.
+    tasks: RefCell<Tasks>,
+    /// Tasks to poll, in wake order.
+    run_queue: RefCell<VecDeque<TaskId>>,
+    /// Where other threads' wakes arrive; shared with every task's waker.
+    inbox: Arc<Inbox>,
+    /// Set during shutdown: a task spawned then (by a destructor) is dropped at once.
+    shutting_down: Cell<bool>,
+}
+
+#[derive(Default)]
+struct Tasks {
+    /// Slots, indexed by `TaskId::index`.
+    slots: Vec<Slot>,
+    /// Free slot indices, reused LIFO (warm in cache).
+    free: Vec<u32>,
+    /// Number of occupied slots.
+    live: usize,
+}
+
+impl std::fmt::Debug for Tasks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tasks")
+            .field("slots", &self.slots.len())
+            .field("live", &self.live)
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    /// Bumped each time the slot is freed.
+    generation: u32,
+    /// The task, while it lives.
+    task: Option<Task>,
+}
+
+struct Task {
+    /// The future; `None` while it is being polled (taken out so no borrow is held).
+    future: Option<BoxFuture>,
+    /// The task's waker, created once at spawn so a poll allocates nothing.
+    waker: Arc<TaskWaker>,
+}
+
+impl Executor {
+    pub(crate) fn new(inbox: Arc<Inbox>) -> Self {
+        Executor {
+            tasks: RefCell::new(Tasks::default()),
+            run_queue: RefCell::new(VecDeque::new()),
+            inbox,
+            shutting_down: Cell::new(false),
+        }
+    }
+
+    /// The inbox that this executor's wakers use from other threads.
+    pub(crate) fn inbox(&self) -> &Arc<Inbox> {
+        &self.inbox
+    }
+
+    /// Stores `future` as a new task at the back of the run queue.
+    pub(crate) fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        let state = task::new_state();
+        let spawned = Spawned::new(future, state.clone());
+        if self.shutting_down.get() {
+            // Dropping it records "cancelled" for the handle.
+            drop(spawned);
+            return JoinHandle::new(state, Waker::noop().clone());
+        }
+        let waker = {
+            let mut tasks = self.tasks.borrow_mut();
+            let index = match tasks.free.pop() {
+                Some(i) => i,
+                None => {
+                    let i = u32::try_from(tasks.slots.len())
+                        .ok()
+                        .filter(|&i| i < TaskId::MAIN.index)
+                        .expect("more than u32::MAX - 1 live tasks in one runtime");
+                    tasks.slots.push(Slot::default());
+                    i
+                }
+            };
+            let slot = &mut tasks.slots[index as usize];
+            let id = TaskId {
+                index,
+                generation: slot.generation,
+            };
+            let waker = Arc::new(TaskWaker::new(id, self.inbox.clone()));
+            slot.task = Some(Task {
+                future: Some(Box::pin(spawned)),
+                waker: waker.clone(),
+            });
+            tasks.live += 1;
+            waker
+        };
+        self.run_queue.borrow_mut().push_back(waker.id);
+        JoinHandle::new(state, Waker::from(waker))
+    }
+
+    /// Puts a woken task at the back of the run queue. The `block_on` future is not
+    /// queued: its own flag says it was woken.
+    pub(crate) fn schedule(&self, id: TaskId) {
+        if id != TaskId::MAIN {
+            self.run_queue.borrow_mut().push_back(id);
+        }
+    }
+
+    /// Whether any task is waiting to be polled.
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.run_queue.borrow().is_empty()
+    }
+
+    /// Polls up to `budget` queued tasks in FIFO order. A task woken while this runs
+    /// goes to the back and may be polled in the same call, within the budget.
+    pub(crate) fn run(&self, budget: usize) {
+        for _ in 0..budget {
+            let Some(id) = self.run_queue.borrow_mut().pop_front() else {
+                return;
+            };
+            self.poll_task(id);
+        }
+    }
+
+    fn poll_task(&self, id: TaskId) {
+        let (mut future, waker) = {
+            let mut tasks = self.tasks.borrow_mut();
+            let Some(slot) = tasks.slots.get_mut(id.index as usize) else {
+                return;
+            };
+            if slot.generation != id.generation {
+                return; // the task finished after this wake was queued
+            }
+            let Some(task) = slot.task.as_mut() else {
+                return;
+            };
+            let Some(future) = task.future.take() else {
+                return;
+            };
+            (future, task.waker.clone())
+        };
+        waker.take_queued();
+        let as_waker = Waker::from(waker);
+        let mut cx = Context::from_waker(&as_waker);
+        if future.as_mut().poll(&mut cx).is_pending() {
+            let mut tasks = self.tasks.borrow_mut();
+            let task = tasks.slots[id.index as usize]
+                .task
+                .as_mut()
+                .expect("task slot freed while its task was being polled");
+            task.future = Some(future);
+            return;
+        }
+        let task = {
+            let mut tasks = self.tasks.borrow_mut();
+            let slot = &mut tasks.slots[id.index as usize];
+            let task = slot.task.take();
+            slot.generation = slot.generation.wrapping_add(1);
+            tasks.free.push(id.index);
+            tasks.live -= 1;
+            task
+        };
+        if let Some(task) = &task {
+            task.waker.retire();
+        }
+        // The finished wrapper (and its waker) are dropped outside the borrow.
+        drop(task);
+        drop(future);
+    }
+
+    /// Drops every task, inside the runtime context so destructors may still
+    /// deregister I/O. Tasks spawned by those destructors are dropped at once.
+    pub(crate) fn shutdown(&self) {
+        self.shutting_down.set(true);
+        loop {
+            let taken: Vec<Task> = {
+                let mut tasks = self.tasks.borrow_mut();
+                let mut taken = Vec::with_capacity(tasks.live);
+                let Tasks { slots, free, live } = &mut *tasks;
+                for (index, slot) in slots.iter_mut().enumerate() {
+                    if let Some(task) = slot.task.take() {
+                        task.waker.retire();
+                        slot.generation = slot.generation.wrapping_add(1);
+                        free.push(u32::try_from(index).expect("slot index fits in u32"));
+                        *live -= 1;
+                        taken.push(task);
+                    }
+                }
+                taken
+            };
+            if taken.is_empty() {
+                break;
+            }
+            drop(taken);
+        }
+        self.run_queue.borrow_mut().clear();
+    }
+
+    /// Number of live tasks (for leak tests).
+    #[cfg(test)]
+    pub(crate) fn live_tasks(&self) -> usize {
+        self.tasks.borrow().live
+    }
+}
+
+#[cfg(test)]
+mod tests;

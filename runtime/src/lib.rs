@@ -1,0 +1,36 @@
+//! The core of edgeloop: a single-threaded executor, an `EPOLLET|EPOLLONESHOT` epoll
+//! reactor with a public readiness API, and timers.
+//!
+//! - [`block_on`] runs an async `main` and the event loop on the calling thread;
+//!   [`spawn`] adds tasks (no `Send` needed); [`JoinHandle`] awaits their results.
+//! - [`Registration`] is the readiness API that sockets (the `edgeloop-net` crate) and
+//!   users build on: add an fd, poll a [`Direction`], clear it on `EAGAIN`.
+//! - [`time::sleep`] waits without blocking the thread.
+//!
+//! # Examples
+//!
+//! ```
+//! let out = edgeloop_runtime::block_on(async {
+//!     let a = edgeloop_runtime::spawn(async { 1 });
+//!     let b = edgeloop_runtime::spawn(async { 2 });
+//!     a.await.unwrap() + b.await.unwrap()
+//! });
+//! assert_eq!(out, 3);
+//! ```
+#![deny(unsafe_code, unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+#![doc(test(attr(deny(warnings))))]
+
+mod context;
+mod executor;
+mod reactor;
+mod runtime;
+#[allow(unsafe_code)] // every libc call of the runtime; contract in sys/mod.rs
+mod sys;
+pub mod time;
+mod yield_now;
+
+pub use executor::{JoinError, JoinHandle};
+pub use reactor::{Direction, Registration};
+pub use runtime::{block_on, spawn};
+pub use yield_now::{YieldNow, yield_now};

@@ -1,0 +1,395 @@
+//! The epoll reactor: one epoll instance and a table of registrations.
+//!
+//! The reactor knows fds and wakers, nothing of tasks. Its whole contract with the
+//! executor is to store a [`Waker`] per direction and call `wake()` on it.
+//!
+//! # Readiness with `EPOLLET | EPOLLONESHOT`
+//!
+//! - An fd is added once (`EPOLL_CTL_ADD`) with `EPOLLET|EPOLLONESHOT|EPOLLRDHUP` and no
+//!   direction: a new registration is assumed ready both ways, so the first syscall is
+//!   tried optimistically.
+//! - When a syscall says `EAGAIN`, the caller clears that direction
+//!   ([`Registration::clear_ready`]) and polls it ([`Registration::poll_ready`]), which
+//!   stores the waker and, if the kernel is not already armed for that direction,
+//!   re-arms with `EPOLL_CTL_MOD` for the union of directions that have waiters. MOD
+//!   re-checks the file's state, so data that arrived in between still gives an event.
+//! - An event disarms the fd in the kernel. The reactor records readiness, wakes the
+//!   directions that became ready and, if the other direction still has a waiter,
+//!   re-arms for it at once, so a reader and a writer never lose each other's wakeups.
+//! - `EPOLLHUP`, `EPOLLERR` and `EPOLLRDHUP` make both directions ready, so each waiter
+//!   sees EOF or the error from its next syscall.
+//! - The token in `epoll_event.u64` is `generation << 32 | slot`. A slot released and
+//!   reused gets a new generation, so an event queued for the old fd wakes nobody.
+//!
+//! Who calls it: `runtime.rs` turns the reactor once per loop iteration
+//! ([`Reactor::turn`]); `net` and users reach it through [`Registration`].
+
+mod registration;
+
+pub use registration::{Direction, Registration};
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::task::Waker;
+use std::time::Duration;
+
+use crate::sys::epoll::{self, Event, Op};
+
+/// Bit in [`Slot::ready`]: the read direction is ready.
+const READ: u8 = 0b01;
+/// Bit in [`Slot::ready`]: the write direction is ready.
+const WRITE: u8 = 0b10;
+
+/// Token of the cross-thread notifier (the eventfd); never a slot token, because slot
+/// indices are below `u32::MAX`.
+const NOTIFY_TOKEN: u64 = u64::MAX;
+
+/// How many events one `epoll_wait` may return.
+const EVENTS_PER_WAIT: usize = 1024;
+
+/// Flags every registration carries, whatever its directions.
+const BASE_FLAGS: u32 = epoll::ET | epoll::ONESHOT | epoll::RDHUP;
+
+/// The epoll instance and its registration table.
+#[derive(Debug)]
+pub(crate) struct Reactor {
+    /// Everything mutable. Borrowed only for short, non-reentrant stretches: never
+    /// while a waker runs.
+    state: RefCell<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// The epoll fd; `None` once the runtime has shut down (then every operation on a
+    /// surviving registration fails with a clear error).
+    epoll: Option<OwnedFd>,
+    /// Registration table; a slot's index is the low half of its token.
+    slots: Vec<Slot>,
+    /// Indices of free slots, reused LIFO.
+    free: Vec<u32>,
+    /// Buffer `epoll_wait` fills; kept to avoid an allocation per turn.
+    events: Vec<Event>,
+    /// Wakers collected during a turn, woken after the borrow is released; kept to
+    /// avoid an allocation per turn.
+    to_wake: Vec<Waker>,
+}
+
+/// Per-fd state.
+///
+/// # Invariant
+/// `armed` is the set of directions the kernel will report next; it is reset to 0
+/// whenever an event for this slot is delivered (ONESHOT disarmed it).
+#[derive(Debug, Default)]
+struct Slot {
+    /// Bumped when the slot is released; the high half of the token.
+    generation: u32,
+    /// Whether a live [`Registration`] owns this slot.
+    in_use: bool,
+    /// The registered fd, for `EPOLL_CTL_MOD`.
+    fd: RawFd,
+    /// `READ`/`WRITE` bits: the last event said ready and no syscall has said
+    /// `EAGAIN` since.
+    ready: u8,
+    /// `EPOLLIN`/`EPOLLOUT` bits currently armed in the kernel.
+    armed: u32,
+    /// The task waiting to read (the last one that polled).
+    reader: Option<Waker>,
+    /// The task waiting to write (the last one that polled).
+    writer: Option<Waker>,
+}
+
+impl Slot {
+    /// The epoll directions that have a waiter and are not ready.
+    fn wanted(&self) -> u32 {
+        let mut want = 0;
+        if self.reader.is_some() && self.ready & READ == 0 {
+            want |= epoll::IN;
+        }
+        if self.writer.is_some() && self.ready & WRITE == 0 {
+            want |= epoll::OUT;
+        }
+        want
+    }
+}
+
+fn token(index: u32, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(index)
+}
+
+fn split_token(token: u64) -> (u32, u32) {
+    // Truncation is the point: the low half is the index, the high half the generation.
+    ((token & 0xffff_ffff) as u32, (token >> 32) as u32)
+}
+
+/// Which readiness bits an event's flags set.
+fn readiness_of(events: u32) -> u8 {
+    let mut ready = 0;
+    if events & epoll::IN != 0 {
+        ready |= READ;
+    }
+    if events & epoll::OUT != 0 {
+        ready |= WRITE;
+    }
+    if events & (epoll::RDHUP | epoll::HUP | epoll::ERR) != 0 {
+        ready |= READ | WRITE;
+    }
+    ready
+}
+
+const SHUT_DOWN: &str = "the runtime this I/O object was registered with has shut down; \
+     create I/O objects inside the `block_on` that uses them";
+
+fn shut_down_error() -> io::Error {
+    io::Error::other(SHUT_DOWN)
+}
+
+impl Reactor {
+    /// Creates the epoll instance and adds `notifier` (an eventfd) edge-triggered,
+    /// without ONESHOT: it never needs re-arming, each write is one edge.
+    pub(crate) fn new(notifier: BorrowedFd<'_>) -> io::Result<Self> {
+        let ep = epoll::epoll_create1()?;
+        epoll::epoll_ctl(
+            ep.as_fd(),
+            Op::Add,
+            notifier.as_raw_fd(),
+            epoll::IN | epoll::ET,
+            NOTIFY_TOKEN,
+        )?;
+        Ok(Reactor {
+            state: RefCell::new(State {
+                epoll: Some(ep),
+                slots: Vec::new(),
+                free: Vec::new(),
+                events: Vec::with_capacity(EVENTS_PER_WAIT),
+                to_wake: Vec::new(),
+            }),
+        })
+    }
+
+    /// Waits for events (at most `timeout`; `None` is forever), records readiness and
+    /// wakes waiters. Returns whether the cross-thread notifier fired.
+    ///
+    /// `EINTR` returns `Ok(false)` with nothing woken: the event loop goes round again
+    /// and recomputes its timeout, which is the retry.
+    pub(crate) fn turn(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        let mut notified = false;
+        let mut to_wake = {
+            let mut guard = self.state.borrow_mut();
+            let state = &mut *guard;
+            let Some(ep) = state.epoll.as_ref() else {
+                return Err(shut_down_error());
+            };
+            match epoll::epoll_wait(ep.as_fd(), &mut state.events, timeout) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            let mut to_wake = std::mem::take(&mut state.to_wake);
+            for ev in &state.events {
+                // Copy out of the (packed) kernel struct before use.
+                let (bits, tok) = (ev.events, ev.u64);
+                if tok == NOTIFY_TOKEN {
+                    notified = true;
+                    continue;
+                }
+                let (index, generation) = split_token(tok);
+                let Some(slot) = state.slots.get_mut(index as usize) else {
+                    continue;
+                };
+                if !slot.in_use || slot.generation != generation {
+                    continue; // stale: the fd was deregistered after the event was queued
+                }
+                slot.armed = 0;
+                let ready = readiness_of(bits);
+                slot.ready |= ready;
+                if ready & READ != 0 {
+                    to_wake.extend(slot.reader.take());
+                }
+                if ready & WRITE != 0 {
+                    to_wake.extend(slot.writer.take());
+                }
+                let want = slot.wanted();
+                if want != 0 {
+                    rearm(ep.as_fd(), slot, index, want)?;
+                }
+            }
+            to_wake
+        };
+        // Wake outside the borrow: a waker may re-enter the reactor.
+        for waker in to_wake.drain(..) {
+            waker.wake();
+        }
+        let mut state = self.state.borrow_mut();
+        if state.to_wake.capacity() < to_wake.capacity() {
+            state.to_wake = to_wake;
+        }
+        Ok(notified)
+    }
+
+    /// Adds `fd` to the epoll set; returns its slot index and generation.
+    fn register(&self, fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+        let mut guard = self.state.borrow_mut();
+        let state = &mut *guard;
+        let Some(ep) = state.epoll.as_ref() else {
+            return Err(shut_down_error());
+        };
+        let index = match state.free.pop() {
+            Some(i) => i,
+            None => {
+                let i = u32::try_from(state.slots.len())
+                    .ok()
+                    .filter(|&i| i < u32::MAX)
+                    .ok_or_else(|| io::Error::other("too many registrations in one reactor"))?;
+                state.slots.push(Slot::default());
+                i
+            }
+        };
+        let slot = &mut state.slots[index as usize];
+        let generation = slot.generation;
+        if let Err(e) = epoll::epoll_ctl(
+            ep.as_fd(),
+            Op::Add,
+            fd.as_raw_fd(),
+            BASE_FLAGS,
+            token(index, generation),
+        ) {
+            state.free.push(index);
+            return Err(e);
+        }
+        *slot = Slot {
+            generation,
+            in_use: true,
+            fd: fd.as_raw_fd(),
+            ready: READ | WRITE,
+            armed: 0,
+            reader: None,
+            writer: None,
+        };
+        Ok((index, generation))
+    }
+
+    /// Removes the fd from the epoll set (before its owner closes it) and releases the
+    /// slot under a new generation.
+    fn deregister(&self, index: u32, fd: RawFd) {
+        let (reader, writer) = {
+            let mut guard = self.state.borrow_mut();
+            let state = &mut *guard;
+            if let Some(ep) = state.epoll.as_ref() {
+                // Ignored: DEL only fails if the fd is not in the set (EBADF/ENOENT),
+                // and the fd is closed right after, which removes it in any case.
+                let _ = epoll::epoll_ctl(ep.as_fd(), Op::Delete, fd, 0, 0);
+            }
+            let slot = &mut state.slots[index as usize];
+            slot.in_use = false;
+            slot.generation = slot.generation.wrapping_add(1);
+            slot.ready = 0;
+            slot.armed = 0;
+            state.free.push(index);
+            (slot.reader.take(), slot.writer.take())
+        };
+        // Dropped outside the borrow: a foreign waker's drop may run arbitrary code.
+        drop((reader, writer));
+    }
+
+    /// See [`Registration::poll_ready`].
+    fn poll_ready(
+        &self,
+        index: u32,
+        dir: Direction,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        use std::task::Poll;
+        let mut guard = self.state.borrow_mut();
+        let state = &mut *guard;
+        let Some(ep) = state.epoll.as_ref() else {
+            return Poll::Ready(Err(shut_down_error()));
+        };
+        let slot = &mut state.slots[index as usize];
+        let (bit, event_bit, waiter) = match dir {
+            Direction::Read => (READ, epoll::IN, &mut slot.reader),
+            Direction::Write => (WRITE, epoll::OUT, &mut slot.writer),
+        };
+        if slot.ready & bit != 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let old = match waiter {
+            Some(w) if w.will_wake(cx.waker()) => None,
+            _ => waiter.replace(cx.waker().clone()),
+        };
+        let result = if slot.armed & event_bit == 0 {
+            let want = slot.armed | slot.wanted();
+            rearm(ep.as_fd(), slot, index, want)
+        } else {
+            Ok(())
+        };
+        drop(guard);
+        // The replaced waker belongs to a future that stopped waiting; dropped outside
+        // the borrow because a foreign waker's drop may run arbitrary code.
+        drop(old);
+        match result {
+            Ok(()) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// See [`Registration::clear_ready`].
+    fn clear_ready(&self, index: u32, dir: Direction) {
+        let mut state = self.state.borrow_mut();
+        if let Some(slot) = state.slots.get_mut(index as usize) {
+            slot.ready &= match dir {
+                Direction::Read => !READ,
+                Direction::Write => !WRITE,
+            };
+        }
+    }
+
+    /// Whether `dir` is known ready (see [`Registration::try_io`]).
+    fn is_ready(&self, index: u32, dir: Direction) -> bool {
+        let state = self.state.borrow();
+        let bit = match dir {
+            Direction::Read => READ,
+            Direction::Write => WRITE,
+        };
+        state.epoll.is_some() && state.slots[index as usize].ready & bit != 0
+    }
+
+    /// Closes the epoll fd and drops every stored waker. Registrations that outlive
+    /// the runtime then fail with a clear error instead of touching a reused fd.
+    pub(crate) fn shutdown(&self) {
+        let (ep, wakers) = {
+            let mut state = self.state.borrow_mut();
+            let wakers: Vec<Waker> = state
+                .slots
+                .iter_mut()
+                .flat_map(|s| [s.reader.take(), s.writer.take()])
+                .flatten()
+                .collect();
+            (state.epoll.take(), wakers)
+        };
+        drop(wakers);
+        drop(ep);
+    }
+
+    /// Number of live registrations (for leak tests).
+    #[cfg(test)]
+    pub(crate) fn registrations(&self) -> usize {
+        self.state.borrow().slots.iter().filter(|s| s.in_use).count()
+    }
+}
+
+/// `EPOLL_CTL_MOD` for `want` (plus the base flags) and record it as armed.
+fn rearm(ep: BorrowedFd<'_>, slot: &mut Slot, index: u32, want: u32) -> io::Result<()> {
+    epoll::epoll_ctl(
+        ep,
+        Op::Modify,
+        slot.fd,
+        want | BASE_FLAGS,
+        token(index, slot.generation),
+    )?;
+    slot.armed = want;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

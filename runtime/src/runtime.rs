@@ -1,0 +1,183 @@
+//! The event loop: ties the executor, the reactor and the timers together.
+//! This is the only module that knows all three.
+//!
+//! ```text
+//! loop {
+//!     poll the block_on future if it was woken
+//!     poll up to BUDGET queued tasks (FIFO)
+//!     timeout = 0 if work is queued, else time to the next timer, else forever
+//!     epoll_wait(timeout)            // the one place the thread sleeps
+//!     fire expired timers; drain the cross-thread inbox
+//! }
+//! ```
+
+use std::future::Future;
+use std::os::fd::AsFd;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::context;
+use crate::executor::waker::{Inbox, TaskId, TaskWaker};
+use crate::executor::{Executor, JoinHandle};
+use crate::reactor::Reactor;
+use crate::sys::eventfd;
+use crate::time::Timers;
+
+/// Tasks polled between two looks at epoll: a task that is always ready cannot
+/// starve I/O for longer than this many polls.
+pub(crate) const BUDGET: usize = 61;
+
+/// One runtime's parts.
+#[derive(Debug)]
+pub(crate) struct Core {
+    /// Tasks and run queue.
+    pub(crate) executor: Executor,
+    /// epoll and registrations; shared with every `Registration`.
+    pub(crate) reactor: Rc<Reactor>,
+    /// Pending timers; shared with every registered `Sleep`.
+    pub(crate) timers: Rc<Timers>,
+}
+
+impl Core {
+    fn new() -> std::io::Result<Self> {
+        let notifier = eventfd::eventfd()?;
+        let reactor = Reactor::new(notifier.as_fd())?;
+        Ok(Core {
+            executor: Executor::new(Arc::new(Inbox::new(notifier))),
+            reactor: Rc::new(reactor),
+            timers: Rc::new(Timers::default()),
+        })
+    }
+}
+
+/// Leaves the runtime when `block_on` returns or unwinds: drops the remaining tasks
+/// inside the context (their destructors may deregister I/O), then clears the
+/// context and closes the epoll fd and the eventfd.
+struct Enter {
+    core: Rc<Core>,
+}
+
+impl Enter {
+    fn new(core: Rc<Core>) -> Self {
+        context::enter(core.clone());
+        Enter { core }
+    }
+}
+
+impl Drop for Enter {
+    fn drop(&mut self) {
+        self.core.executor.shutdown();
+        self.core.timers.clear();
+        let current = context::leave();
+        self.core.reactor.shutdown();
+        self.core.executor.inbox().close();
+        drop(current);
+    }
+}
+
+/// Runs `future` to completion on the current thread, driving every task spawned
+/// meanwhile, and returns its output.
+///
+/// When the future completes, the tasks still running are dropped (inside the
+/// runtime, so their destructors may use I/O), and the epoll fd and the eventfd are
+/// closed. `block_on` may be called again afterwards, each time with a fresh runtime.
+///
+/// # Panics
+///
+/// - If called while a runtime is running on this thread (`.await` the future or
+///   `spawn` it instead).
+/// - If `future` panics: the panic propagates after the remaining tasks are dropped.
+/// - If the epoll fd or eventfd cannot be created (for example at the fd limit).
+///
+/// # Examples
+///
+/// ```
+/// let answer = edgeloop_runtime::block_on(async {
+///     let task = edgeloop_runtime::spawn(async { 40 });
+///     task.await.unwrap() + 2
+/// });
+/// assert_eq!(answer, 42);
+/// ```
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    if context::with_core(|_| ()).is_some() {
+        panic!(
+            "`block_on` called inside a running runtime; `.await` the future or `spawn` \
+             it instead"
+        );
+    }
+    let core = Rc::new(Core::new().unwrap_or_else(|e| {
+        panic!("`block_on` could not create its epoll fd or eventfd: {e}")
+    }));
+    let _enter = Enter::new(core.clone());
+    // Declared after `_enter`, so dropped before it: the future's destructors run
+    // inside the runtime too.
+    let mut future = pin!(future);
+    let main = Arc::new(TaskWaker::new(TaskId::MAIN, core.executor.inbox().clone()));
+    let waker = Waker::from(main.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut woken_remotely = Vec::new();
+    loop {
+        if main.take_queued()
+            && let Poll::Ready(output) = future.as_mut().poll(&mut cx)
+        {
+            return output;
+        }
+        core.executor.run(BUDGET);
+        let timeout = if core.executor.has_ready() || main.is_queued() {
+            Some(Duration::ZERO)
+        } else {
+            core.timers
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()))
+        };
+        let notified = core
+            .reactor
+            .turn(timeout)
+            .unwrap_or_else(|e| panic!("`epoll_wait` failed, the runtime cannot go on: {e}"));
+        if core.timers.len() > 0 {
+            core.timers.fire(Instant::now());
+        }
+        if notified {
+            core.executor.inbox().drain(&mut woken_remotely);
+            for id in woken_remotely.drain(..) {
+                core.executor.schedule(id);
+            }
+        }
+    }
+}
+
+/// Spawns `future` as a new task on the current runtime and returns a handle to
+/// await its output. The task starts at the back of the run queue.
+///
+/// The future need not be `Send`: tasks never leave the thread that runs
+/// `block_on`. Dropping the handle detaches the task.
+///
+/// # Panics
+///
+/// If called outside [`block_on`].
+///
+/// # Examples
+///
+/// ```
+/// edgeloop_runtime::block_on(async {
+///     let shared = std::rc::Rc::new(5); // !Send is fine
+///     let s = shared.clone();
+///     let handle = edgeloop_runtime::spawn(async move { *s * 2 });
+///     assert_eq!(handle.await.unwrap(), 10);
+/// });
+/// ```
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    context::with_core(|core| core.executor.spawn(future)).unwrap_or_else(|| {
+        panic!(
+            "`spawn` called outside `block_on`; call it from inside the future passed to \
+             `edgeloop::block_on`"
+        )
+    })
+}
