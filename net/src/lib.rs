@@ -1,1 +1,55 @@
-//! placeholder
+//! Sockets for the edgeloop runtime, built only on its public readiness API
+//! ([`edgeloop_runtime::Registration`]).
+//!
+//! - [`TcpListener`]: `bind`, `accept`, `incoming`.
+//! - [`TcpStream`]: `connect`, async `read`/`write`/`write_all`/`peek`, the
+//!   `futures-io` `AsyncRead`/`AsyncWrite` traits, and `split`/`into_split` to read and
+//!   write from two tasks.
+//!
+//! Every socket is created `SOCK_NONBLOCK | SOCK_CLOEXEC` and registered once with the
+//! runtime's epoll (`EPOLLET | EPOLLONESHOT`); types are `!Send`, tied to the runtime
+//! that created them.
+//!
+//! # Examples
+//!
+//! ```
+//! use edgeloop_net::{TcpListener, TcpStream};
+//!
+//! edgeloop_runtime::block_on(async {
+//!     let listener = TcpListener::bind("127.0.0.1:0").await?;
+//!     let addr = listener.local_addr()?;
+//!     let server = edgeloop_runtime::spawn(async move {
+//!         let (mut stream, _) = listener.accept().await?;
+//!         let mut buf = [0u8; 64];
+//!         let n = stream.read(&mut buf).await?;
+//!         stream.write_all(&buf[..n]).await
+//!     });
+//!     let mut client = TcpStream::connect(addr).await?;
+//!     client.write_all(b"echo me").await?;
+//!     let mut buf = [0u8; 64];
+//!     let n = client.read(&mut buf).await?;
+//!     assert_eq!(&buf[..n], b"echo me");
+//!     server.await??;
+//!     Ok::<(), std::io::Error>(())
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+#![deny(
+    unsafe_code,
+    unsafe_op_in_unsafe_fn,
+    missing_docs,
+    missing_debug_implementations
+)]
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+#![doc(test(attr(deny(warnings))))]
+
+mod addr;
+#[allow(unsafe_code)] // every libc call of this crate; contract in sys.rs
+mod sys;
+mod tcp;
+
+pub use addr::ToSocketAddrs;
+pub use tcp::{
+    Incoming, OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpListener, TcpStream,
+    WriteHalf,
+};

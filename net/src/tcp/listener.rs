@@ -1,0 +1,187 @@
+//! [`TcpListener`]: accepts connections; [`Incoming`]: the same as a `Stream`.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use edgeloop_runtime::{Direction, Registration};
+use futures_core::Stream;
+
+use super::TcpStream;
+use crate::addr::ToSocketAddrs;
+use crate::sys;
+
+/// Backlog of pending connections passed to `listen` (the kernel caps it at
+/// `net.core.somaxconn`).
+const BACKLOG: i32 = 1024;
+
+/// A TCP socket server, listening for connections.
+///
+/// Created with [`bind`](TcpListener::bind); sockets are `SOCK_NONBLOCK |
+/// SOCK_CLOEXEC`, the listener has `SO_REUSEADDR` and a backlog of 1024.
+///
+/// # Examples
+///
+/// ```
+/// use edgeloop_net::{TcpListener, TcpStream};
+///
+/// edgeloop_runtime::block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0").await?;
+///     let addr = listener.local_addr()?;
+///     let client = TcpStream::connect(addr).await?;
+///     let (server_side, peer) = listener.accept().await?;
+///     assert_eq!(peer, client.local_addr()?);
+///     assert_eq!(server_side.peer_addr()?, client.local_addr()?);
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct TcpListener {
+    /// Declared before `fd`: it must be dropped (`EPOLL_CTL_DEL`) before the close.
+    registration: Registration,
+    /// The listening socket.
+    fd: OwnedFd,
+}
+
+impl TcpListener {
+    /// Binds to `addr` and listens. If `addr` names several addresses, each is tried in
+    /// turn and the first that binds is used.
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse` if the port is taken, `InvalidInput` (naming the text) for an
+    /// address that does not parse, or the last error of the addresses tried.
+    ///
+    /// # Panics
+    ///
+    /// If called outside `block_on`.
+    pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        let mut last_error = None;
+        for addr in addr.resolve()? {
+            match Self::bind_one(&addr) {
+                Ok(listener) => return Ok(listener),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the address resolved to nothing",
+            )
+        }))
+    }
+
+    fn bind_one(addr: &SocketAddr) -> io::Result<TcpListener> {
+        let fd = sys::socket(sys::domain_of(addr), libc::SOCK_STREAM)?;
+        sys::setsockopt_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        sys::bind(fd.as_fd(), addr)?;
+        sys::listen(fd.as_fd(), BACKLOG)?;
+        Self::from_fd(fd)
+    }
+
+    fn from_fd(fd: OwnedFd) -> io::Result<TcpListener> {
+        let registration = Registration::new(fd.as_fd())?;
+        Ok(TcpListener { registration, fd })
+    }
+
+    /// Waits for a connection; returns the new stream and the peer's address.
+    ///
+    /// # Errors
+    ///
+    /// What `accept4` returns, e.g. `EMFILE` at the fd limit or `ECONNABORTED` for a
+    /// connection reset before it was accepted. Neither breaks the listener: back off
+    /// (for `EMFILE`) or simply accept again.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        poll_fn(|cx| self.poll_accept(cx)).await
+    }
+
+    /// Polls for a connection. On `Pending`, the task is woken when one arrives.
+    ///
+    /// # Errors
+    ///
+    /// As [`accept`](Self::accept).
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
+        match self.registration.poll_io(Direction::Read, cx, || {
+            sys::retry(|| sys::accept4(self.fd.as_fd()))
+        }) {
+            Poll::Ready(Ok((fd, peer))) => Poll::Ready(TcpStream::from_fd(fd).map(|s| (s, peer))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// The address this listener is bound to (with the port the kernel picked, for
+    /// port 0).
+    ///
+    /// # Errors
+    ///
+    /// What `getsockname` returns.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        sys::getsockname(self.fd.as_fd())
+    }
+
+    /// A [`Stream`] of accepted connections, which never ends.
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
+    }
+
+    /// Wraps a listener from the standard library, making it non-blocking.
+    ///
+    /// # Errors
+    ///
+    /// If the socket cannot be made non-blocking or registered.
+    ///
+    /// # Panics
+    ///
+    /// If called outside `block_on`.
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        Self::from_fd(OwnedFd::from(listener))
+    }
+
+    /// Deregisters the listener and returns it as a standard-library listener (still
+    /// non-blocking).
+    ///
+    /// # Errors
+    ///
+    /// None today; kept fallible like tokio's.
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        let TcpListener { registration, fd } = self;
+        drop(registration);
+        Ok(std::net::TcpListener::from(fd))
+    }
+}
+
+impl AsFd for TcpListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Stream of accepted connections, from [`TcpListener::incoming`].
+#[derive(Debug)]
+#[must_use = "streams do nothing unless polled"]
+pub struct Incoming<'a> {
+    /// The listener accepted from.
+    listener: &'a TcpListener,
+}
+
+impl Stream for Incoming<'_> {
+    type Item = io::Result<TcpStream>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.listener
+            .poll_accept(cx)
+            .map(|r| Some(r.map(|(stream, _peer)| stream)))
+    }
+}

@@ -1,0 +1,9 @@
+//! TCP: [`TcpListener`], [`TcpStream`] and the halves of a split stream.
+
+mod listener;
+mod split;
+mod stream;
+
+pub use listener::{Incoming, TcpListener};
+pub use split::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, WriteHalf};
+pub use stream::TcpStream;

@@ -1,0 +1,421 @@
+//! [`TcpStream`]: a connected TCP socket with async reads and writes.
+//!
+//! Every operation has the same shape (see `Registration::poll_io`): try the syscall;
+//! on `WouldBlock`, clear that direction and wait for it. A read that returns fewer
+//! bytes than asked for means the socket is drained, so the read direction is
+//! cleared at once: the next read re-arms instead of paying a `recv` that returns
+//! `EAGAIN`. A short write likewise means the send buffer is full.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use edgeloop_runtime::{Direction, Registration};
+use futures_io::{AsyncRead, AsyncWrite};
+
+use super::split::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
+use crate::addr::ToSocketAddrs;
+use crate::sys::{self, retry};
+
+/// A TCP connection.
+///
+/// Read and write with the async methods here ([`read`](Self::read),
+/// [`write_all`](Self::write_all), ...), or through the `futures-io`
+/// [`AsyncRead`]/[`AsyncWrite`] traits, which both `TcpStream` and `&TcpStream`
+/// implement. To read and write from two tasks at once, use
+/// [`into_split`](Self::into_split) (or [`split`](Self::split) within one task).
+///
+/// Writes use `MSG_NOSIGNAL`: writing to a closed connection gives `BrokenPipe`,
+/// never `SIGPIPE`.
+///
+/// # Examples
+///
+/// ```
+/// use edgeloop_net::{TcpListener, TcpStream};
+///
+/// edgeloop_runtime::block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0").await?;
+///     let mut client = TcpStream::connect(listener.local_addr()?).await?;
+///     let (mut server, _) = listener.accept().await?;
+///     client.write_all(b"ping").await?;
+///     let mut buf = [0u8; 16];
+///     let n = server.read(&mut buf).await?;
+///     assert_eq!(&buf[..n], b"ping");
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct TcpStream {
+    /// Declared before `fd`: it must be dropped (`EPOLL_CTL_DEL`) before the close.
+    registration: Registration,
+    /// The connected socket.
+    fd: OwnedFd,
+}
+
+impl TcpStream {
+    /// Wraps a connected, non-blocking socket.
+    pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<TcpStream> {
+        let registration = Registration::new(fd.as_fd())?;
+        Ok(TcpStream { registration, fd })
+    }
+
+    /// Opens a connection to `addr`. If `addr` names several addresses, each is tried
+    /// in turn and the first that connects is returned.
+    ///
+    /// The connect is non-blocking: `EINPROGRESS`, then wait until writable, then
+    /// read `SO_ERROR`.
+    ///
+    /// # Errors
+    ///
+    /// `ConnectionRefused` when nothing listens there, `InvalidInput` (naming the
+    /// text) for an address that does not parse, or the last error of the addresses
+    /// tried.
+    ///
+    /// # Panics
+    ///
+    /// If called outside `block_on`.
+    pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        let mut last_error = None;
+        for addr in addr.resolve()? {
+            match Self::connect_one(&addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the address resolved to nothing",
+            )
+        }))
+    }
+
+    async fn connect_one(addr: &SocketAddr) -> io::Result<TcpStream> {
+        let fd = sys::socket(sys::domain_of(addr), libc::SOCK_STREAM)?;
+        let in_progress = match retry(|| sys::connect(fd.as_fd(), addr)) {
+            Ok(()) => false,
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => true,
+            Err(e) => return Err(e),
+        };
+        let stream = TcpStream::from_fd(fd)?;
+        if in_progress {
+            stream.registration.clear_ready(Direction::Write);
+            loop {
+                poll_fn(|cx| stream.registration.poll_ready(Direction::Write, cx)).await?;
+                let error =
+                    sys::getsockopt_int(stream.fd.as_fd(), libc::SOL_SOCKET, libc::SO_ERROR)?;
+                if error != 0 {
+                    return Err(io::Error::from_raw_os_error(error));
+                }
+                match sys::getpeername(stream.fd.as_fd()) {
+                    Ok(_) => break,
+                    // Woken before the handshake finished: wait again.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                        stream.registration.clear_ready(Direction::Write);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(stream)
+    }
+
+    /// Reads into `buf`; returns how many bytes were read, `0` at EOF (or if `buf` is
+    /// empty).
+    ///
+    /// # Errors
+    ///
+    /// What `recv` returns, e.g. `ConnectionReset`.
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_read_priv(cx, buf)).await
+    }
+
+    /// Writes some of `buf`; returns how many bytes were written.
+    ///
+    /// # Errors
+    ///
+    /// What `send` returns, e.g. `BrokenPipe` after the peer closed.
+    pub async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_write_priv(cx, buf)).await
+    }
+
+    /// Writes all of `buf`.
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Self::write); `WriteZero` if the socket accepted nothing.
+    pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.write_all_priv(buf).await
+    }
+
+    /// Reads into `buf` without removing the data from the socket's queue.
+    ///
+    /// # Errors
+    ///
+    /// What `recv(MSG_PEEK)` returns.
+    pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        poll_fn(|cx| {
+            self.registration.poll_io(Direction::Read, cx, || {
+                retry(|| sys::recv(self.fd.as_fd(), buf, libc::MSG_PEEK))
+            })
+        })
+        .await
+    }
+
+    /// Reads without waiting: `WouldBlock` if no data is known to be there.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock`, or what `recv` returns.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.registration.try_io(Direction::Read, || {
+            retry(|| sys::recv(self.fd.as_fd(), buf, 0))
+        })
+    }
+
+    /// Writes without waiting: `WouldBlock` if the socket is not known to be writable.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock`, or what `send` returns.
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.registration.try_io(Direction::Write, || {
+            retry(|| sys::send(self.fd.as_fd(), buf))
+        })
+    }
+
+    /// Waits until the socket is readable (data, EOF or an error is there).
+    ///
+    /// # Errors
+    ///
+    /// If the runtime is gone or re-arming fails.
+    pub async fn readable(&self) -> io::Result<()> {
+        poll_fn(|cx| self.registration.poll_ready(Direction::Read, cx)).await
+    }
+
+    /// Waits until the socket is writable.
+    ///
+    /// # Errors
+    ///
+    /// If the runtime is gone or re-arming fails.
+    pub async fn writable(&self) -> io::Result<()> {
+        poll_fn(|cx| self.registration.poll_ready(Direction::Write, cx)).await
+    }
+
+    /// Shuts down the read side, the write side, or both (`shutdown(2)`). After
+    /// `Shutdown::Write` the peer reads EOF once it has read everything sent before.
+    ///
+    /// # Errors
+    ///
+    /// What `shutdown` returns, e.g. `NotConnected`.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        sys::shutdown(self.fd.as_fd(), how)
+    }
+
+    /// The remote address.
+    ///
+    /// # Errors
+    ///
+    /// What `getpeername` returns, e.g. `NotConnected`.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        sys::getpeername(self.fd.as_fd())
+    }
+
+    /// The local address.
+    ///
+    /// # Errors
+    ///
+    /// What `getsockname` returns.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        sys::getsockname(self.fd.as_fd())
+    }
+
+    /// Sets `TCP_NODELAY`: when true, small writes are sent at once instead of being
+    /// coalesced (Nagle's algorithm).
+    ///
+    /// # Errors
+    ///
+    /// What `setsockopt` returns.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        sys::setsockopt_int(
+            self.fd.as_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            i32::from(nodelay),
+        )
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    ///
+    /// # Errors
+    ///
+    /// What `getsockopt` returns.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        Ok(sys::getsockopt_int(self.fd.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY)? != 0)
+    }
+
+    /// Wraps a connected stream from the standard library, making it non-blocking.
+    ///
+    /// # Errors
+    ///
+    /// If the socket cannot be made non-blocking or registered.
+    ///
+    /// # Panics
+    ///
+    /// If called outside `block_on`.
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        stream.set_nonblocking(true)?;
+        Self::from_fd(OwnedFd::from(stream))
+    }
+
+    /// Deregisters the stream and returns it as a standard-library stream. It stays
+    /// non-blocking; call `set_nonblocking(false)` for blocking use.
+    ///
+    /// # Errors
+    ///
+    /// None today; kept fallible like tokio's.
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        let TcpStream { registration, fd } = self;
+        drop(registration);
+        Ok(std::net::TcpStream::from(fd))
+    }
+
+    /// Borrows the stream as a read half and a write half, to read and write
+    /// concurrently within one task (for example with a `join`).
+    pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        (ReadHalf::new(self), WriteHalf::new(self))
+    }
+
+    /// Splits the stream into halves that can move into two tasks. Dropping the write
+    /// half shuts down the write side; [`OwnedReadHalf::reunite`] puts them back
+    /// together.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        super::split::split_owned(self)
+    }
+
+    /// `recv` into `buf`, waiting while there is nothing to read.
+    pub(crate) fn poll_read_priv(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let n = ready!(self.registration.poll_io(Direction::Read, cx, || {
+            retry(|| sys::recv(self.fd.as_fd(), buf, 0))
+        }))?;
+        if n > 0 && n < buf.len() {
+            // Short read: the socket is drained. Clearing now makes the next read
+            // re-arm at once instead of paying a recv that says EAGAIN.
+            self.registration.clear_ready(Direction::Read);
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// `send` from `buf`, waiting while the send buffer is full.
+    pub(crate) fn poll_write_priv(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let n = ready!(self.registration.poll_io(Direction::Write, cx, || {
+            retry(|| sys::send(self.fd.as_fd(), buf))
+        }))?;
+        if n < buf.len() {
+            // Short write: the send buffer is full; wait for room instead of paying
+            // a send that says EAGAIN.
+            self.registration.clear_ready(Direction::Write);
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Writes all of `buf`.
+    pub(crate) async fn write_all_priv(&self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = poll_fn(|cx| self.poll_write_priv(cx, buf)).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+}
+
+impl AsFd for TcpStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsyncRead for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read_priv(cx, buf)
+    }
+}
+
+impl AsyncRead for &TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read_priv(cx, buf)
+    }
+}
+
+impl AsyncWrite for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_priv(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Nothing is buffered in user space.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.shutdown(Shutdown::Write))
+    }
+}
+
+impl AsyncWrite for &TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_priv(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Nothing is buffered in user space.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.shutdown(Shutdown::Write))
+    }
+}
