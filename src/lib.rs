@@ -47,3 +47,8 @@ pub mod time {
 pub mod io {
     pub use edgeloop_runtime::{Direction, Registration};
 }
+
+/// Compiles the README's examples as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -210,8 +210,13 @@ impl Reactor {
                     to_wake.extend(slot.writer.take());
                 }
                 let want = slot.wanted();
-                if want != 0 {
-                    rearm(ep.as_fd(), slot, index, want)?;
+                if want != 0 && rearm(ep.as_fd(), slot, index, want).is_err() {
+                    // The remaining waiter cannot be armed for: wake it anyway, so its
+                    // own syscall (or its next poll_ready) reports the error instead
+                    // of it waiting forever.
+                    slot.ready |= READ | WRITE;
+                    to_wake.extend(slot.reader.take());
+                    to_wake.extend(slot.writer.take());
                 }
             }
             to_wake
@@ -374,7 +379,12 @@ impl Reactor {
     /// Number of live registrations (for leak tests).
     #[cfg(test)]
     pub(crate) fn registrations(&self) -> usize {
-        self.state.borrow().slots.iter().filter(|s| s.in_use).count()
+        self.state
+            .borrow()
+            .slots
+            .iter()
+            .filter(|s| s.in_use)
+            .count()
     }
 }
 
