@@ -17,7 +17,12 @@
 //! });
 //! assert_eq!(out, 3);
 //! ```
-#![deny(unsafe_code, unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
+#![deny(
+    unsafe_code,
+    unsafe_op_in_unsafe_fn,
+    missing_docs,
+    missing_debug_implementations
+)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 #![doc(test(attr(deny(warnings))))]
 

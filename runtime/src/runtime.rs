@@ -108,9 +108,10 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
              it instead"
         );
     }
-    let core = Rc::new(Core::new().unwrap_or_else(|e| {
-        panic!("`block_on` could not create its epoll fd or eventfd: {e}")
-    }));
+    let core =
+        Rc::new(Core::new().unwrap_or_else(|e| {
+            panic!("`block_on` could not create its epoll fd or eventfd: {e}")
+        }));
     let _enter = Enter::new(core.clone());
     // Declared after `_enter`, so dropped before it: the future's destructors run
     // inside the runtime too.

@@ -96,7 +96,11 @@ pub(crate) fn epoll_wait(
 pub(crate) fn timeout_ms(timeout: Option<Duration>) -> c_int {
     let Some(t) = timeout else { return -1 };
     let whole = t.as_millis();
-    let ms = if t.subsec_nanos() % 1_000_000 != 0 { whole + 1 } else { whole };
+    let ms = if t.subsec_nanos() % 1_000_000 != 0 {
+        whole + 1
+    } else {
+        whole
+    };
     c_int::try_from(ms).unwrap_or(c_int::MAX)
 }
 

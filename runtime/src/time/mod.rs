@@ -60,7 +60,10 @@ impl Timers {
 
     /// The earliest pending deadline.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.entries.borrow().first_key_value().map(|((d, _), _)| *d)
+        self.entries
+            .borrow()
+            .first_key_value()
+            .map(|((d, _), _)| *d)
     }
 
     /// Wakes and removes every timer whose deadline is at or before `now`.
@@ -134,7 +137,11 @@ mod tests {
         timers.fire(base + Duration::from_millis(30));
         assert_eq!(late.0.load(Ordering::SeqCst), 1);
         timers.fire(base + Duration::from_millis(40));
-        assert_eq!(late.0.load(Ordering::SeqCst), 1, "a fired timer fired twice");
+        assert_eq!(
+            late.0.load(Ordering::SeqCst),
+            1,
+            "a fired timer fired twice"
+        );
         assert_eq!(timers.next_deadline(), None);
     }
 
