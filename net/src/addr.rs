@@ -129,6 +129,11 @@ fn resolve_host(text: &str, host: &str, port: u16) -> io::Result<Vec<SocketAddr>
 mod tests {
     use super::*;
 
+    /// Resolves as `bind` and `connect` do: through a generic `impl ToSocketAddrs`.
+    fn via<A: ToSocketAddrs>(addr: A) -> io::Result<Vec<SocketAddr>> {
+        addr.resolve()
+    }
+
     #[test]
     fn literals_parse_without_lookup() -> io::Result<()> {
         let v4: SocketAddr = "127.0.0.1:80".parse().expect("literal");
@@ -138,7 +143,9 @@ mod tests {
         assert_eq!(("127.0.0.1", 80).resolve()?, vec![v4]);
         assert_eq!(("::1", 80).resolve()?, vec![v6]);
         assert_eq!((Ipv4Addr::LOCALHOST, 80).resolve()?, vec![v4]);
-        assert_eq!((&v4).resolve()?, vec![v4]);
+        assert_eq!(via(&v4)?, vec![v4]);
+        assert_eq!(via("127.0.0.1:80")?, vec![v4]);
+        assert_eq!(via(&String::from("[::1]:80"))?, vec![v6]);
         assert_eq!([v4, v6][..].resolve()?, vec![v4, v6]);
         Ok(())
     }
