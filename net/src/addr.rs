@@ -135,6 +135,10 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::needless_borrows_for_generic_args,
+        reason = "the borrows test the `&T` impl, which users reach by passing a reference"
+    )]
     fn literals_parse_without_lookup() -> io::Result<()> {
         let v4: SocketAddr = "127.0.0.1:80".parse().expect("literal");
         let v6: SocketAddr = "[::1]:80".parse().expect("literal");

@@ -32,6 +32,8 @@ mod reactor;
 mod runtime;
 #[allow(unsafe_code)] // every libc call of the runtime; contract in sys/mod.rs
 mod sys;
+#[cfg(test)]
+mod test_support;
 pub mod time;
 mod yield_now;
 

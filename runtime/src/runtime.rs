@@ -69,12 +69,20 @@ impl Enter {
 
 impl Drop for Enter {
     fn drop(&mut self) {
-        self.core.executor.shutdown();
+        let task_panic = self.core.executor.shutdown();
         self.core.timers.clear();
         let current = context::leave();
         self.core.reactor.shutdown();
         self.core.executor.inbox().close();
         drop(current);
+        // Re-raised only now, with the thread out of the runtime and its fds closed,
+        // so a panicking destructor leaves nothing half torn down. While unwinding
+        // already, the first panic is the one that propagates.
+        if let Some(payload) = task_panic
+            && !std::thread::panicking()
+        {
+            std::panic::resume_unwind(payload);
+        }
     }
 }
 

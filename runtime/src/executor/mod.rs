@@ -208,7 +208,12 @@ impl Executor {
 
     /// Drops every task, inside the runtime context so destructors may still
     /// deregister I/O. Tasks spawned by those destructors are dropped at once.
-    pub(crate) fn shutdown(&self) {
+    ///
+    /// A destructor that panics does not stop the others: every task is dropped,
+    /// and the first panic's payload is returned for the caller to re-raise once the
+    /// runtime is fully torn down.
+    pub(crate) fn shutdown(&self) -> Option<Box<dyn std::any::Any + Send>> {
+        let mut first_panic = None;
         self.shutting_down.set(true);
         loop {
             let taken: Vec<Task> = {
@@ -229,9 +234,15 @@ impl Executor {
             if taken.is_empty() {
                 break;
             }
-            drop(taken);
+            for task in taken {
+                let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(task)));
+                if let Err(payload) = dropped {
+                    first_panic.get_or_insert(payload);
+                }
+            }
         }
         self.run_queue.borrow_mut().clear();
+        first_panic
     }
 
     /// Number of live tasks (for leak tests).

@@ -101,9 +101,13 @@ impl<F: Future> Future for Spawned<F> {
         let state = &this.state.0;
         if state.borrow().cancel_requested {
             // Drop the future here, inside the runtime, where its destructors may
-            // still deregister I/O.
-            this.stage.set(Stage::Done);
-            complete(state, Err(JoinError::cancelled()));
+            // still deregister I/O. A destructor that panics is the task's panic,
+            // reported through its handle like any other.
+            let result = match catch_unwind(AssertUnwindSafe(|| this.stage.set(Stage::Done))) {
+                Ok(()) => JoinError::cancelled(),
+                Err(payload) => JoinError::panic(payload),
+            };
+            complete(state, Err(result));
             return Poll::Ready(());
         }
         let StageProj::Running { future } = this.stage.as_mut().project() else {

@@ -350,13 +350,16 @@ impl Reactor {
     }
 
     /// Whether `dir` is known ready (see [`Registration::try_io`]).
-    fn is_ready(&self, index: u32, dir: Direction) -> bool {
+    fn is_ready(&self, index: u32, dir: Direction) -> io::Result<bool> {
         let state = self.state.borrow();
+        if state.epoll.is_none() {
+            return Err(shut_down_error());
+        }
         let bit = match dir {
             Direction::Read => READ,
             Direction::Write => WRITE,
         };
-        state.epoll.is_some() && state.slots[index as usize].ready & bit != 0
+        Ok(state.slots[index as usize].ready & bit != 0)
     }
 
     /// Closes the epoll fd and drops every stored waker. Registrations that outlive

@@ -145,9 +145,9 @@ impl Registration {
     ///
     /// # Errors
     ///
-    /// `WouldBlock`, or whatever `op` returns.
+    /// `WouldBlock`, whatever `op` returns, or an error if the runtime has shut down.
     pub fn try_io<R>(&self, dir: Direction, op: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
-        if !self.reactor.is_ready(self.index, dir) {
+        if !self.reactor.is_ready(self.index, dir)? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let result = op();
