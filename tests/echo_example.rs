@@ -9,7 +9,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::{
     ChildGuard, XorShift, assert_same_bytes, first_line_within, pattern, std_connect,
@@ -69,12 +69,22 @@ fn built_example() -> io::Result<PathBuf> {
 /// address parsed from its first line, which must be exactly
 /// `listening on 127.0.0.1:PORT`.
 fn start_example() -> io::Result<(ChildGuard, SocketAddr)> {
+    start_example_with(
+        Command::new(built_example()?).arg("127.0.0.1:0"),
+        Stdio::inherit(),
+    )
+}
+
+/// As [`start_example`], for a prepared command and stderr.
+fn start_example_with(
+    command: &mut Command,
+    stderr: Stdio,
+) -> io::Result<(ChildGuard, SocketAddr)> {
     let mut guard = ChildGuard::spawn(
-        Command::new(built_example()?)
-            .arg("127.0.0.1:0")
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit()),
+            .stderr(stderr),
     )?;
     let stdout = guard
         .child_mut()
@@ -152,5 +162,83 @@ fn echo_example_serves_twenty_concurrent_std_clients_exactly() -> io::Result<()>
             client.join().expect("client thread panicked")?;
         }
         server.kill_expecting_running()
+    })
+}
+
+/// CPU time (user + system) process `pid` has used, from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> io::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 of `rest`.
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf takes no pointers.
+    let hz =
+        u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).expect("clock ticks per second");
+    Ok(Duration::from_millis(ticks * 1000 / hz))
+}
+
+/// At its fd limit `accept` fails with EMFILE: the example backs off instead of
+/// spinning, keeps serving the connections it has, and accepts again once fds are
+/// free.
+#[test]
+fn echo_example_at_its_fd_limit_backs_off_and_recovers() -> io::Result<()> {
+    with_timeout(300, "echo example at its fd limit", || {
+        // 32 fds: stdio, epoll, eventfd and the listener leave room for a couple of
+        // dozen connections; 60 clients then run it out.
+        let (mut server, addr) = start_example_with(
+            Command::new("sh")
+                .arg("-c")
+                .arg("ulimit -n 32 && exec \"$0\" 127.0.0.1:0")
+                .arg(built_example()?),
+            Stdio::piped(),
+        )?;
+        let pid = server.child_mut().id();
+        // Drain stderr as it comes, so a chatty server never blocks on a full pipe.
+        let stderr = server.child_mut().stderr.take().expect("stderr was piped");
+        let log = std::thread::spawn(move || {
+            let mut log = String::new();
+            // Ignored: a read error only shortens the log, which the assert shows.
+            let _ = io::BufReader::new(stderr).read_to_string(&mut log);
+            log
+        });
+
+        let mut clients = (0..60)
+            .map(|_| std_connect(addr))
+            .collect::<io::Result<Vec<_>>>()?;
+        // The first client was accepted before the limit: it is served meanwhile.
+        let echoed = std_roundtrip(&mut clients[0], b"first")?;
+        assert_same_bytes(&echoed, b"first", "first client at the fd limit");
+
+        // Backing off, the server is nearly idle although connections wait. (This
+        // is no speed target: a spinning accept loop burns a whole core.)
+        let before = cpu_time(pid)?;
+        let start = Instant::now();
+        std::thread::sleep(Duration::from_secs(1));
+        let (used, wall) = (cpu_time(pid)? - before, start.elapsed());
+        assert!(
+            used < wall / 2,
+            "server used {used:?} of CPU in {wall:?} at its fd limit: it spins instead of backing off"
+        );
+
+        // Free fds by closing all but the first and last clients; the waiting
+        // connections are then accepted, the very last one included.
+        let mut last = clients.pop().expect("60 clients");
+        let mut first = clients.remove(0);
+        drop(clients);
+        let echoed = std_roundtrip(&mut last, b"last one in")?;
+        assert_same_bytes(&echoed, b"last one in", "last client after fds were freed");
+        let echoed = std_roundtrip(&mut first, b"first again")?;
+        assert_same_bytes(&echoed, b"first again", "first client after fds were freed");
+
+        server.kill_expecting_running()?;
+        let log = log.join().expect("stderr reader thread panicked");
+        assert!(
+            log.contains("accept:") && log.contains("pausing 50 ms"),
+            "stderr does not report the back-off: {log:?}"
+        );
+        Ok(())
     })
 }

@@ -8,7 +8,12 @@
 //!
 //! Every socket is created `SOCK_NONBLOCK | SOCK_CLOEXEC` and registered once with the
 //! runtime's epoll (`EPOLLET | EPOLLONESHOT`); types are `!Send`, tied to the runtime
-//! that created them.
+//! that created them:
+//!
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<edgeloop_net::TcpStream>();
+//! ```
 //!
 //! # Examples
 //!

@@ -15,6 +15,13 @@ use super::task::SharedState;
 /// task panicked or was aborted. Dropping the handle detaches the task: it keeps
 /// running and its output is dropped.
 ///
+/// The handle stays on the runtime's thread (`!Send`), like the task:
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<edgeloop_runtime::JoinHandle<()>>();
+/// ```
+///
 /// # Examples
 ///
 /// ```
