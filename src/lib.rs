@@ -45,7 +45,7 @@ pub mod time {
 
 /// The readiness API that sockets are built on, for wrapping other fds.
 pub mod io {
-    pub use edgeloop_runtime::{Direction, Registration};
+    pub use edgeloop_runtime::{AsyncFd, Direction};
 }
 
 /// Compiles the README's examples as doctests.

@@ -1,5 +1,5 @@
 //! Sockets for the edgeloop runtime, built only on its public readiness API
-//! ([`edgeloop_runtime::Registration`]).
+//! ([`edgeloop_runtime::AsyncFd`]).
 //!
 //! - [`TcpListener`]: `bind`, `accept`, `incoming`.
 //! - [`TcpStream`]: `connect`, async `read`/`write`/`write_all`/`peek`, the

@@ -3,8 +3,8 @@
 //!
 //! - [`block_on`] runs an async `main` and the event loop on the calling thread;
 //!   [`spawn`] adds tasks (no `Send` needed); [`JoinHandle`] awaits their results.
-//! - [`Registration`] is the readiness API that sockets (the `edgeloop-net` crate) and
-//!   users build on: add an fd, poll a [`Direction`], clear it on `EAGAIN`.
+//! - [`AsyncFd`] is the readiness API that sockets (the `edgeloop-net` crate) and
+//!   users build on: register an fd, poll a [`Direction`], clear it on `EAGAIN`.
 //! - [`time::sleep`] waits without blocking the thread.
 //!
 //! # Examples
@@ -38,6 +38,8 @@ pub mod time;
 mod yield_now;
 
 pub use executor::{JoinError, JoinHandle};
-pub use reactor::{Direction, Registration};
+#[cfg(test)]
+pub(crate) use reactor::Registration;
+pub use reactor::{AsyncFd, Direction};
 pub use runtime::{block_on, spawn};
 pub use yield_now::{YieldNow, yield_now};

@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use edgeloop_runtime::{Direction, Registration};
+use edgeloop_runtime::{AsyncFd, Direction};
 use futures_core::Stream;
 
 use super::TcpStream;
@@ -41,10 +41,8 @@ const BACKLOG: i32 = 1024;
 /// ```
 #[derive(Debug)]
 pub struct TcpListener {
-    /// Declared before `fd`: it must be dropped (`EPOLL_CTL_DEL`) before the close.
-    registration: Registration,
-    /// The listening socket.
-    fd: OwnedFd,
+    /// The listening socket, registered with the runtime.
+    io: AsyncFd<OwnedFd>,
 }
 
 impl TcpListener {
@@ -84,8 +82,9 @@ impl TcpListener {
     }
 
     fn from_fd(fd: OwnedFd) -> io::Result<TcpListener> {
-        let registration = Registration::new(fd.as_fd())?;
-        Ok(TcpListener { registration, fd })
+        Ok(TcpListener {
+            io: AsyncFd::new(fd)?,
+        })
     }
 
     /// Waits for a connection; returns the new stream and the peer's address.
@@ -105,8 +104,8 @@ impl TcpListener {
     ///
     /// As [`accept`](Self::accept).
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
-        match self.registration.poll_io(Direction::Read, cx, || {
-            sys::retry(|| sys::accept4(self.fd.as_fd()))
+        match self.io.poll_io(Direction::Read, cx, |fd| {
+            sys::retry(|| sys::accept4(fd.as_fd()))
         }) {
             Poll::Ready(Ok((fd, peer))) => Poll::Ready(TcpStream::from_fd(fd).map(|s| (s, peer))),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -121,7 +120,7 @@ impl TcpListener {
     ///
     /// What `getsockname` returns.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        sys::getsockname(self.fd.as_fd())
+        sys::getsockname(self.io.as_fd())
     }
 
     /// A [`Stream`] of accepted connections, which never ends.
@@ -150,21 +149,19 @@ impl TcpListener {
     ///
     /// None today; kept fallible like tokio's.
     pub fn into_std(self) -> io::Result<std::net::TcpListener> {
-        let TcpListener { registration, fd } = self;
-        drop(registration);
-        Ok(std::net::TcpListener::from(fd))
+        Ok(std::net::TcpListener::from(self.io.into_inner()))
     }
 }
 
 impl AsFd for TcpListener {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.io.as_fd()
     }
 }
 
 impl AsRawFd for TcpListener {
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.io.as_raw_fd()
     }
 }
 

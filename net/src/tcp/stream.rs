@@ -1,6 +1,6 @@
 //! [`TcpStream`]: a connected TCP socket with async reads and writes.
 //!
-//! Every operation has the same shape (see `Registration::poll_io`): try the syscall;
+//! Every operation has the same shape (see `AsyncFd::poll_io`): try the syscall;
 //! on `WouldBlock`, clear that direction and wait for it. A read that returns fewer
 //! bytes than asked for means the socket is drained, so the read direction is
 //! cleared at once: the next read re-arms instead of paying a `recv` that returns
@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use edgeloop_runtime::{Direction, Registration};
+use edgeloop_runtime::{AsyncFd, Direction};
 use futures_io::{AsyncRead, AsyncWrite};
 
 use super::split::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
@@ -50,17 +50,16 @@ use crate::sys::{self, retry};
 /// ```
 #[derive(Debug)]
 pub struct TcpStream {
-    /// Declared before `fd`: it must be dropped (`EPOLL_CTL_DEL`) before the close.
-    registration: Registration,
-    /// The connected socket.
-    fd: OwnedFd,
+    /// The connected socket, registered with the runtime.
+    io: AsyncFd<OwnedFd>,
 }
 
 impl TcpStream {
     /// Wraps a connected, non-blocking socket.
     pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<TcpStream> {
-        let registration = Registration::new(fd.as_fd())?;
-        Ok(TcpStream { registration, fd })
+        Ok(TcpStream {
+            io: AsyncFd::new(fd)?,
+        })
     }
 
     /// Opens a connection to `addr`. If `addr` names several addresses, each is tried
@@ -103,19 +102,19 @@ impl TcpStream {
         };
         let stream = TcpStream::from_fd(fd)?;
         if in_progress {
-            stream.registration.clear_ready(Direction::Write);
+            stream.io.clear_ready(Direction::Write);
             loop {
-                poll_fn(|cx| stream.registration.poll_ready(Direction::Write, cx)).await?;
+                poll_fn(|cx| stream.io.poll_ready(Direction::Write, cx)).await?;
                 let error =
-                    sys::getsockopt_int(stream.fd.as_fd(), libc::SOL_SOCKET, libc::SO_ERROR)?;
+                    sys::getsockopt_int(stream.io.as_fd(), libc::SOL_SOCKET, libc::SO_ERROR)?;
                 if error != 0 {
                     return Err(io::Error::from_raw_os_error(error));
                 }
-                match sys::getpeername(stream.fd.as_fd()) {
+                match sys::getpeername(stream.io.as_fd()) {
                     Ok(_) => break,
                     // Woken before the handshake finished: wait again.
                     Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-                        stream.registration.clear_ready(Direction::Write);
+                        stream.io.clear_ready(Direction::Write);
                     }
                     Err(e) => return Err(e),
                 }
@@ -159,8 +158,8 @@ impl TcpStream {
     /// What `recv(MSG_PEEK)` returns.
     pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         poll_fn(|cx| {
-            self.registration.poll_io(Direction::Read, cx, || {
-                retry(|| sys::recv(self.fd.as_fd(), buf, libc::MSG_PEEK))
+            self.io.poll_io(Direction::Read, cx, |fd| {
+                retry(|| sys::recv(fd.as_fd(), buf, libc::MSG_PEEK))
             })
         })
         .await
@@ -172,8 +171,8 @@ impl TcpStream {
     ///
     /// `WouldBlock`, or what `recv` returns.
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.registration.try_io(Direction::Read, || {
-            retry(|| sys::recv(self.fd.as_fd(), buf, 0))
+        self.io.try_io(Direction::Read, |fd| {
+            retry(|| sys::recv(fd.as_fd(), buf, 0))
         })
     }
 
@@ -183,9 +182,8 @@ impl TcpStream {
     ///
     /// `WouldBlock`, or what `send` returns.
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.registration.try_io(Direction::Write, || {
-            retry(|| sys::send(self.fd.as_fd(), buf))
-        })
+        self.io
+            .try_io(Direction::Write, |fd| retry(|| sys::send(fd.as_fd(), buf)))
     }
 
     /// Waits until the socket is readable (data, EOF or an error is there).
@@ -194,7 +192,7 @@ impl TcpStream {
     ///
     /// If the runtime is gone or re-arming fails.
     pub async fn readable(&self) -> io::Result<()> {
-        poll_fn(|cx| self.registration.poll_ready(Direction::Read, cx)).await
+        poll_fn(|cx| self.io.poll_ready(Direction::Read, cx)).await
     }
 
     /// Waits until the socket is writable.
@@ -203,7 +201,7 @@ impl TcpStream {
     ///
     /// If the runtime is gone or re-arming fails.
     pub async fn writable(&self) -> io::Result<()> {
-        poll_fn(|cx| self.registration.poll_ready(Direction::Write, cx)).await
+        poll_fn(|cx| self.io.poll_ready(Direction::Write, cx)).await
     }
 
     /// Shuts down the read side, the write side, or both (`shutdown(2)`). After
@@ -213,7 +211,7 @@ impl TcpStream {
     ///
     /// What `shutdown` returns, e.g. `NotConnected`.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        sys::shutdown(self.fd.as_fd(), how)
+        sys::shutdown(self.io.as_fd(), how)
     }
 
     /// The remote address.
@@ -222,7 +220,7 @@ impl TcpStream {
     ///
     /// What `getpeername` returns, e.g. `NotConnected`.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        sys::getpeername(self.fd.as_fd())
+        sys::getpeername(self.io.as_fd())
     }
 
     /// The local address.
@@ -231,7 +229,7 @@ impl TcpStream {
     ///
     /// What `getsockname` returns.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        sys::getsockname(self.fd.as_fd())
+        sys::getsockname(self.io.as_fd())
     }
 
     /// Sets `TCP_NODELAY`: when true, small writes are sent at once instead of being
@@ -242,7 +240,7 @@ impl TcpStream {
     /// What `setsockopt` returns.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         sys::setsockopt_int(
-            self.fd.as_fd(),
+            self.io.as_fd(),
             libc::IPPROTO_TCP,
             libc::TCP_NODELAY,
             i32::from(nodelay),
@@ -255,7 +253,7 @@ impl TcpStream {
     ///
     /// What `getsockopt` returns.
     pub fn nodelay(&self) -> io::Result<bool> {
-        Ok(sys::getsockopt_int(self.fd.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY)? != 0)
+        Ok(sys::getsockopt_int(self.io.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY)? != 0)
     }
 
     /// Wraps a connected stream from the standard library, making it non-blocking.
@@ -279,9 +277,7 @@ impl TcpStream {
     ///
     /// None today; kept fallible like tokio's.
     pub fn into_std(self) -> io::Result<std::net::TcpStream> {
-        let TcpStream { registration, fd } = self;
-        drop(registration);
-        Ok(std::net::TcpStream::from(fd))
+        Ok(std::net::TcpStream::from(self.io.into_inner()))
     }
 
     /// Borrows the stream as a read half and a write half, to read and write
@@ -306,13 +302,13 @@ impl TcpStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let n = ready!(self.registration.poll_io(Direction::Read, cx, || {
-            retry(|| sys::recv(self.fd.as_fd(), buf, 0))
+        let n = ready!(self.io.poll_io(Direction::Read, cx, |fd| {
+            retry(|| sys::recv(fd.as_fd(), buf, 0))
         }))?;
         if n > 0 && n < buf.len() {
             // Short read: the socket is drained. Clearing now makes the next read
             // re-arm at once instead of paying a recv that says EAGAIN.
-            self.registration.clear_ready(Direction::Read);
+            self.io.clear_ready(Direction::Read);
         }
         Poll::Ready(Ok(n))
     }
@@ -326,13 +322,13 @@ impl TcpStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let n = ready!(self.registration.poll_io(Direction::Write, cx, || {
-            retry(|| sys::send(self.fd.as_fd(), buf))
+        let n = ready!(self.io.poll_io(Direction::Write, cx, |fd| {
+            retry(|| sys::send(fd.as_fd(), buf))
         }))?;
         if n < buf.len() {
             // Short write: the send buffer is full; wait for room instead of paying
             // a send that says EAGAIN.
-            self.registration.clear_ready(Direction::Write);
+            self.io.clear_ready(Direction::Write);
         }
         Poll::Ready(Ok(n))
     }
@@ -352,13 +348,13 @@ impl TcpStream {
 
 impl AsFd for TcpStream {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.io.as_fd()
     }
 }
 
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.io.as_raw_fd()
     }
 }
 

@@ -5,28 +5,37 @@
 //!
 //! # Readiness with `EPOLLET | EPOLLONESHOT`
 //!
-//! - An fd is added once (`EPOLL_CTL_ADD`) with `EPOLLET|EPOLLONESHOT|EPOLLRDHUP` and no
+//! - An fd is added once (`EPOLL_CTL_ADD`) with `EPOLLET|EPOLLONESHOT` and no
 //!   direction: a new registration is assumed ready both ways, so the first syscall is
-//!   tried optimistically.
+//!   tried optimistically. `EPOLLRDHUP` is part of every arm that includes `EPOLLIN`.
 //! - When a syscall says `EAGAIN`, the caller clears that direction
 //!   ([`Registration::clear_ready`]) and polls it ([`Registration::poll_ready`]), which
 //!   stores the waker and, if the kernel is not already armed for that direction,
 //!   re-arms with `EPOLL_CTL_MOD` for the union of directions that have waiters. MOD
 //!   re-checks the file's state, so data that arrived in between still gives an event.
+//! - Each direction keeps a list of waiters (deduplicated with `will_wake`), so two
+//!   tasks accepting on one listener, or a reader and a writer, never steal each
+//!   other's wakeups.
 //! - An event disarms the fd in the kernel. The reactor records readiness, wakes the
-//!   directions that became ready and, if the other direction still has a waiter,
-//!   re-arms for it at once, so a reader and a writer never lose each other's wakeups.
-//! - `EPOLLHUP`, `EPOLLERR` and `EPOLLRDHUP` make both directions ready, so each waiter
-//!   sees EOF or the error from its next syscall.
+//!   directions that became ready and, if the other direction still has waiters,
+//!   re-arms for it at once.
+//! - `EPOLLHUP` and `EPOLLERR` make both directions ready, so each waiter sees EOF or
+//!   the error from its next syscall. `EPOLLRDHUP` (the peer shut down its write side)
+//!   makes only the read direction ready but wakes both: a writer then finds out for
+//!   itself whether it can still write. Were RDHUP to mark writes ready, a writer
+//!   blocked on a full buffer to a half-closed peer would spin.
 //! - The token in `epoll_event.u64` is `generation << 32 | slot`. A slot released and
 //!   reused gets a new generation, so an event queued for the old fd wakes nobody.
 //!
 //! Who calls it: `runtime.rs` turns the reactor once per loop iteration
-//! ([`Reactor::turn`]); `net` and users reach it through [`Registration`].
+//! ([`Reactor::turn`]); `net` and users reach it through [`AsyncFd`].
 
+mod async_fd;
 mod registration;
 
-pub use registration::{Direction, Registration};
+pub use async_fd::AsyncFd;
+pub use registration::Direction;
+pub(crate) use registration::Registration;
 
 use std::cell::RefCell;
 use std::io;
@@ -48,8 +57,22 @@ const NOTIFY_TOKEN: u64 = u64::MAX;
 /// How many events one `epoll_wait` may return.
 const EVENTS_PER_WAIT: usize = 1024;
 
-/// Flags every registration carries, whatever its directions.
-const BASE_FLAGS: u32 = epoll::ET | epoll::ONESHOT | epoll::RDHUP;
+/// Flags every arm carries, whatever its directions.
+const BASE_FLAGS: u32 = epoll::ET | epoll::ONESHOT;
+
+/// The `epoll_ctl` event mask for the directions in `want` (`EPOLLIN`/`EPOLLOUT`).
+///
+/// RDHUP only with IN: it is a read-side condition, and the kernel reports it on
+/// every re-arm once the peer has shut down, so asking for it on a write-only arm
+/// would wake a blocked writer in a loop.
+fn arm_mask(want: u32) -> u32 {
+    let rdhup = if want & epoll::IN != 0 {
+        epoll::RDHUP
+    } else {
+        0
+    };
+    want | rdhup | BASE_FLAGS
+}
 
 /// The epoll instance and its registration table.
 #[derive(Debug)]
@@ -93,20 +116,20 @@ struct Slot {
     ready: u8,
     /// `EPOLLIN`/`EPOLLOUT` bits currently armed in the kernel.
     armed: u32,
-    /// The task waiting to read (the last one that polled).
-    reader: Option<Waker>,
-    /// The task waiting to write (the last one that polled).
-    writer: Option<Waker>,
+    /// Tasks waiting to read; emptied (capacity kept) when they are woken.
+    readers: Vec<Waker>,
+    /// Tasks waiting to write; emptied (capacity kept) when they are woken.
+    writers: Vec<Waker>,
 }
 
 impl Slot {
     /// The epoll directions that have a waiter and are not ready.
     fn wanted(&self) -> u32 {
         let mut want = 0;
-        if self.reader.is_some() && self.ready & READ == 0 {
+        if !self.readers.is_empty() && self.ready & READ == 0 {
             want |= epoll::IN;
         }
-        if self.writer.is_some() && self.ready & WRITE == 0 {
+        if !self.writers.is_empty() && self.ready & WRITE == 0 {
             want |= epoll::OUT;
         }
         want
@@ -125,13 +148,13 @@ fn split_token(token: u64) -> (u32, u32) {
 /// Which readiness bits an event's flags set.
 fn readiness_of(events: u32) -> u8 {
     let mut ready = 0;
-    if events & epoll::IN != 0 {
+    if events & (epoll::IN | epoll::RDHUP) != 0 {
         ready |= READ;
     }
     if events & epoll::OUT != 0 {
         ready |= WRITE;
     }
-    if events & (epoll::RDHUP | epoll::HUP | epoll::ERR) != 0 {
+    if events & (epoll::HUP | epoll::ERR) != 0 {
         ready |= READ | WRITE;
     }
     ready
@@ -204,10 +227,10 @@ impl Reactor {
                 let ready = readiness_of(bits);
                 slot.ready |= ready;
                 if ready & READ != 0 {
-                    to_wake.extend(slot.reader.take());
+                    to_wake.append(&mut slot.readers);
                 }
-                if ready & WRITE != 0 {
-                    to_wake.extend(slot.writer.take());
+                if ready & WRITE != 0 || bits & epoll::RDHUP != 0 {
+                    to_wake.append(&mut slot.writers);
                 }
                 let want = slot.wanted();
                 if want != 0 && rearm(ep.as_fd(), slot, index, want).is_err() {
@@ -215,8 +238,8 @@ impl Reactor {
                     // own syscall (or its next poll_ready) reports the error instead
                     // of it waiting forever.
                     slot.ready |= READ | WRITE;
-                    to_wake.extend(slot.reader.take());
-                    to_wake.extend(slot.writer.take());
+                    to_wake.append(&mut slot.readers);
+                    to_wake.append(&mut slot.writers);
                 }
             }
             to_wake
@@ -262,22 +285,17 @@ impl Reactor {
             state.free.push(index);
             return Err(e);
         }
-        *slot = Slot {
-            generation,
-            in_use: true,
-            fd: fd.as_raw_fd(),
-            ready: READ | WRITE,
-            armed: 0,
-            reader: None,
-            writer: None,
-        };
+        slot.in_use = true;
+        slot.fd = fd.as_raw_fd();
+        slot.ready = READ | WRITE;
+        slot.armed = 0;
         Ok((index, generation))
     }
 
     /// Removes the fd from the epoll set (before its owner closes it) and releases the
     /// slot under a new generation.
     fn deregister(&self, index: u32, fd: RawFd) {
-        let (reader, writer) = {
+        let (readers, writers) = {
             let mut guard = self.state.borrow_mut();
             let state = &mut *guard;
             if let Some(ep) = state.epoll.as_ref() {
@@ -291,10 +309,13 @@ impl Reactor {
             slot.ready = 0;
             slot.armed = 0;
             state.free.push(index);
-            (slot.reader.take(), slot.writer.take())
+            (
+                std::mem::take(&mut slot.readers),
+                std::mem::take(&mut slot.writers),
+            )
         };
         // Dropped outside the borrow: a foreign waker's drop may run arbitrary code.
-        drop((reader, writer));
+        drop((readers, writers));
     }
 
     /// See [`Registration::poll_ready`].
@@ -305,37 +326,49 @@ impl Reactor {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<io::Result<()>> {
         use std::task::Poll;
+        let (bit, event_bit) = match dir {
+            Direction::Read => (READ, epoll::IN),
+            Direction::Write => (WRITE, epoll::OUT),
+        };
+        let known = {
+            let state = self.state.borrow();
+            if state.epoll.is_none() {
+                return Poll::Ready(Err(shut_down_error()));
+            }
+            let slot = &state.slots[index as usize];
+            if slot.ready & bit != 0 {
+                return Poll::Ready(Ok(()));
+            }
+            let waiters = match dir {
+                Direction::Read => &slot.readers,
+                Direction::Write => &slot.writers,
+            };
+            waiters.iter().any(|w| w.will_wake(cx.waker()))
+        };
+        // Cloned outside the borrow: a foreign waker's clone may run arbitrary code.
+        let new_waiter = (!known).then(|| cx.waker().clone());
         let mut guard = self.state.borrow_mut();
         let state = &mut *guard;
         let Some(ep) = state.epoll.as_ref() else {
             return Poll::Ready(Err(shut_down_error()));
         };
         let slot = &mut state.slots[index as usize];
-        let (bit, event_bit, waiter) = match dir {
-            Direction::Read => (READ, epoll::IN, &mut slot.reader),
-            Direction::Write => (WRITE, epoll::OUT, &mut slot.writer),
-        };
         if slot.ready & bit != 0 {
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(Ok(())); // became ready while the waker was cloned
         }
-        let old = match waiter {
-            Some(w) if w.will_wake(cx.waker()) => None,
-            _ => waiter.replace(cx.waker().clone()),
-        };
-        let result = if slot.armed & event_bit == 0 {
+        if let Some(waker) = new_waiter {
+            match dir {
+                Direction::Read => slot.readers.push(waker),
+                Direction::Write => slot.writers.push(waker),
+            }
+        }
+        if slot.armed & event_bit == 0 {
             let want = slot.armed | slot.wanted();
-            rearm(ep.as_fd(), slot, index, want)
-        } else {
-            Ok(())
-        };
-        drop(guard);
-        // The replaced waker belongs to a future that stopped waiting; dropped outside
-        // the borrow because a foreign waker's drop may run arbitrary code.
-        drop(old);
-        match result {
-            Ok(()) => Poll::Pending,
-            Err(e) => Poll::Ready(Err(e)),
+            if let Err(e) = rearm(ep.as_fd(), slot, index, want) {
+                return Poll::Ready(Err(e));
+            }
         }
+        Poll::Pending
     }
 
     /// See [`Registration::clear_ready`].
@@ -370,8 +403,11 @@ impl Reactor {
             let wakers: Vec<Waker> = state
                 .slots
                 .iter_mut()
-                .flat_map(|s| [s.reader.take(), s.writer.take()])
-                .flatten()
+                .flat_map(|s| {
+                    let mut both = std::mem::take(&mut s.readers);
+                    both.append(&mut s.writers);
+                    both
+                })
                 .collect();
             (state.epoll.take(), wakers)
         };
@@ -397,7 +433,7 @@ fn rearm(ep: BorrowedFd<'_>, slot: &mut Slot, index: u32, want: u32) -> io::Resu
         ep,
         Op::Modify,
         slot.fd,
-        want | BASE_FLAGS,
+        arm_mask(want),
         token(index, slot.generation),
     )?;
     slot.armed = want;

@@ -1,8 +1,5 @@
-//! [`Registration`]: the public readiness API that sockets are built on.
-//!
-//! Every I/O operation has the same shape: try the syscall; on `WouldBlock`, call
-//! [`Registration::clear_ready`], await [`Registration::poll_ready`], and loop.
-//! [`Registration::poll_io`] is that loop, written once.
+//! [`Registration`]: one fd's slot in the reactor, without owning the fd; the core of
+//! [`AsyncFd`](super::AsyncFd).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -22,41 +19,10 @@ pub enum Direction {
 
 /// An fd added to the current runtime's epoll set, with per-direction readiness.
 ///
-/// Created with [`Registration::new`] inside [`block_on`](crate::block_on); dropping it
-/// deletes the fd from the epoll set (`EPOLL_CTL_DEL`). It does not own the fd: the
-/// owner must drop the registration *before* closing the fd (declare the registration
-/// field first, since fields drop in declaration order).
-///
-/// Each direction keeps one waiter: the task that polled it last. Two tasks may wait
-/// at once if one reads and the other writes; two tasks reading the same fd at once
-/// would steal each other's wakeups.
-///
-/// A registration is tied to the thread and runtime that created it (`!Send`). If it
-/// outlives that runtime, its operations fail with an error that says so.
-///
-/// # Examples
-///
-/// ```
-/// use std::future::poll_fn;
-/// use std::io::{Read, Write};
-/// use std::os::fd::AsFd;
-/// use std::os::unix::net::UnixStream;
-/// use edgeloop_runtime::{Direction, Registration};
-///
-/// edgeloop_runtime::block_on(async {
-///     let (a, mut b) = UnixStream::pair()?;
-///     a.set_nonblocking(true)?;
-///     let reg = Registration::new(a.as_fd())?;
-///     b.write_all(b"hi")?;
-///     let mut buf = [0u8; 8];
-///     let n = poll_fn(|cx| reg.poll_io(Direction::Read, cx, || (&a).read(&mut buf))).await?;
-///     assert_eq!(&buf[..n], b"hi");
-///     Ok::<(), std::io::Error>(())
-/// })?;
-/// # Ok::<(), std::io::Error>(())
-/// ```
-#[derive(Debug)]
-pub struct Registration {
+/// The non-owning core of [`AsyncFd`](super::AsyncFd), which is the public face:
+/// it does not own the fd, so its owner must drop it *before* closing the fd.
+/// Dropping it deletes the fd from the epoll set (`EPOLL_CTL_DEL`).
+pub(crate) struct Registration {
     /// The reactor holding the slot; kept alive so drop can always release it.
     reactor: Rc<Reactor>,
     /// Slot index in the reactor's table.
@@ -78,7 +44,7 @@ impl Registration {
     /// # Panics
     ///
     /// If called outside [`block_on`](crate::block_on).
-    pub fn new(fd: BorrowedFd<'_>) -> io::Result<Self> {
+    pub(crate) fn new(fd: BorrowedFd<'_>) -> io::Result<Self> {
         let reactor = crate::context::current_reactor().unwrap_or_else(|| {
             panic!(
                 "`Registration::new` called outside `block_on`; create I/O objects inside \
@@ -103,14 +69,14 @@ impl Registration {
     /// # Errors
     ///
     /// If re-arming fails, or the runtime has shut down.
-    pub fn poll_ready(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_ready(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.reactor.poll_ready(self.index, dir, cx)
     }
 
     /// Forgets that `dir` is ready. Call it when a syscall returned `WouldBlock` (or a
     /// read on a stream came back short, which means the socket is drained); the next
     /// [`poll_ready`](Self::poll_ready) then re-arms the fd and waits.
-    pub fn clear_ready(&self, dir: Direction) {
+    pub(crate) fn clear_ready(&self, dir: Direction) {
         self.reactor.clear_ready(self.index, dir);
     }
 
@@ -121,7 +87,7 @@ impl Registration {
     ///
     /// Whatever `op` returns other than `WouldBlock`, or an error from
     /// [`poll_ready`](Self::poll_ready).
-    pub fn poll_io<R>(
+    pub(crate) fn poll_io<R>(
         &self,
         dir: Direction,
         cx: &mut Context<'_>,
@@ -146,7 +112,11 @@ impl Registration {
     /// # Errors
     ///
     /// `WouldBlock`, whatever `op` returns, or an error if the runtime has shut down.
-    pub fn try_io<R>(&self, dir: Direction, op: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+    pub(crate) fn try_io<R>(
+        &self,
+        dir: Direction,
+        op: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<R> {
         if !self.reactor.is_ready(self.index, dir)? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
@@ -157,6 +127,16 @@ impl Registration {
             self.clear_ready(dir);
         }
         result
+    }
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the reactor: its whole table is no one's business here.
+        f.debug_struct("Registration")
+            .field("fd", &self.fd)
+            .field("slot", &self.index)
+            .finish()
     }
 }
 

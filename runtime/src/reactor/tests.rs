@@ -130,7 +130,7 @@ fn readiness_of_covers_every_flag_combination() {
     assert_eq!(readiness_of(epoll::IN), READ);
     assert_eq!(readiness_of(epoll::OUT), WRITE);
     assert_eq!(readiness_of(epoll::IN | epoll::OUT), READ | WRITE);
-    assert_eq!(readiness_of(epoll::RDHUP), READ | WRITE);
+    assert_eq!(readiness_of(epoll::RDHUP), READ);
     assert_eq!(readiness_of(epoll::HUP), READ | WRITE);
     assert_eq!(readiness_of(epoll::ERR), READ | WRITE);
     assert_eq!(readiness_of(epoll::ET | epoll::ONESHOT), 0);
@@ -150,8 +150,8 @@ fn readiness_of_covers_every_flag_combination() {
             .enumerate()
             .filter(|(i, _)| subset & (1 << i) != 0)
             .fold(0, |acc, (_, f)| acc | f);
-        let hang_up = bits & (epoll::RDHUP | epoll::HUP | epoll::ERR) != 0;
-        let read = hang_up || bits & epoll::IN != 0;
+        let hang_up = bits & (epoll::HUP | epoll::ERR) != 0;
+        let read = hang_up || bits & (epoll::IN | epoll::RDHUP) != 0;
         let write = hang_up || bits & epoll::OUT != 0;
         let expected = if read { READ } else { 0 } | if write { WRITE } else { 0 };
         assert_eq!(readiness_of(bits), expected, "events {bits:#x}");
@@ -290,8 +290,8 @@ fn wake_fires_exactly_once_per_readiness() -> io::Result<()> {
 }
 
 #[test]
-fn last_reader_to_poll_is_the_one_woken() -> io::Result<()> {
-    bounded("last_reader_to_poll_is_the_one_woken", || {
+fn every_waiting_reader_is_woken_once() -> io::Result<()> {
+    bounded("every_waiting_reader_is_woken_once", || {
         block_on(async {
             let (a, mut b) = socket_pair()?;
             let reg = Registration::new(a.as_fd())?;
@@ -306,17 +306,27 @@ fn last_reader_to_poll_is_the_one_woken() -> io::Result<()> {
                 poll_ready_with(&reg, Direction::Read, &second_waker),
                 "second",
             );
+            // Polling again with a waker already stored does not store it twice.
+            assert_pending(
+                poll_ready_with(&reg, Direction::Read, &first_waker),
+                "first again",
+            );
             assert_eq!(
-                Arc::strong_count(&first),
-                2,
-                "the replaced waker was not dropped"
+                (Arc::strong_count(&first), Arc::strong_count(&second)),
+                (3, 3),
+                "(first, second) references: the test's two plus one stored each"
             );
             b.write_all(b"x")?;
             turn_loop(1).await;
             assert_eq!(
                 (first.count(), second.count()),
-                (0, 1),
+                (1, 1),
                 "(first, second) wakes"
+            );
+            assert_eq!(
+                (Arc::strong_count(&first), Arc::strong_count(&second)),
+                (2, 2),
+                "woken wakers must not stay stored"
             );
             Ok(())
         })
@@ -504,15 +514,12 @@ fn reader_wakes_with_eof_when_peer_shuts_down_writing() -> io::Result<()> {
                 "before shutdown",
             );
 
-            // Only `EPOLLRDHUP` (and `EPOLLIN`): the peer can still read.
+            // Only `EPOLLRDHUP` (and `EPOLLIN`): the peer can still read, so only
+            // the read direction becomes ready.
             b.shutdown(Shutdown::Write)?;
             turn_loop(1).await;
             assert_eq!(wakes.count(), 1, "wakes after the peer's shutdown");
-            assert_eq!(
-                slot_bits(&reactor, index),
-                (READ | WRITE, 0),
-                "(ready, armed)"
-            );
+            assert_eq!(slot_bits(&reactor, index), (READ, 0), "(ready, armed)");
             let n = (&a).read(&mut [0_u8; 8])?;
             assert_eq!(n, 0, "read after the peer shut down writing");
             Ok(())
@@ -809,4 +816,73 @@ fn try_io_after_runtime_shut_down_reports_it() -> io::Result<()> {
         drop(reg);
         Ok(())
     })
+}
+
+#[test]
+fn writer_blocked_on_a_half_closed_peer_sleeps_instead_of_spinning() -> io::Result<()> {
+    bounded(
+        "writer_blocked_on_a_half_closed_peer_sleeps_instead_of_spinning",
+        || {
+            block_on(async {
+                let reactor = reactor();
+                let (a, mut b) = socket_pair()?;
+                let reg = Registration::new(a.as_fd())?;
+                let (index, _) = slot_of(&reactor, a.as_raw_fd());
+                // Fill `a`'s send buffer: the writer must wait for the peer to read.
+                let chunk = [7_u8; 4096];
+                let mut filled = 0;
+                loop {
+                    match (&a).write(&chunk) {
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                reg.clear_ready(Direction::Write);
+                assert_eq!(drain_read(&reg, &a)?, 0);
+                let (reads, reader) = counting_waker();
+                assert_pending(
+                    poll_ready_with(&reg, Direction::Read, &reader),
+                    "reader with nothing to read",
+                );
+                let (wakes, waker) = counting_waker();
+                assert_pending(
+                    poll_ready_with(&reg, Direction::Write, &waker),
+                    "writer on a full buffer",
+                );
+
+                // The peer shuts down its write side but does not read: RDHUP wakes
+                // both waiters once; only reading is ready (EOF).
+                b.shutdown(Shutdown::Write)?;
+                turn_loop(1).await;
+                assert_eq!(
+                    (reads.count(), wakes.count()),
+                    (1, 1),
+                    "(reader, writer) wakes after the peer's shutdown"
+                );
+                assert_eq!(slot_bits(&reactor, index).0, READ, "ready bits after RDHUP");
+                assert_eq!((&a).read(&mut [0_u8; 8])?, 0, "the reader sees EOF");
+                let err = (&a).write(&chunk).expect_err("the buffer is still full");
+                assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+                assert_pending(
+                    poll_ready_with(&reg, Direction::Write, &waker),
+                    "writer after RDHUP",
+                );
+                assert_eq!(
+                    slot_bits(&reactor, index).1,
+                    epoll::OUT,
+                    "armed for OUT alone, without RDHUP, which would fire at once"
+                );
+                turn_loop(20).await;
+                assert_eq!(wakes.count(), 1, "the writer spun on the half-closed peer");
+
+                // Room appears once the peer reads: then the writer is woken again.
+                let mut sink = vec![0_u8; filled];
+                b.read_exact(&mut sink)?;
+                turn_loop(1).await;
+                assert_eq!(wakes.count(), 2, "wakes after the peer drained the buffer");
+                Ok(())
+            })
+        },
+    )
 }

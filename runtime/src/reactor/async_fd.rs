@@ -1,0 +1,178 @@
+//! [`AsyncFd`]: the public readiness API. It owns an I/O object and its
+//! registration in the current runtime's epoll set, so the fd cannot be closed
+//! while the reactor still refers to it by number.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::task::{Context, Poll};
+
+use super::{Direction, Registration};
+
+/// An I/O object (anything [`AsFd`]: a socket, a pipe, an eventfd...) registered with
+/// the current runtime's epoll, with per-direction readiness.
+///
+/// Every operation has the same shape: try the syscall; on `WouldBlock`, call
+/// [`clear_ready`](Self::clear_ready), await [`poll_ready`](Self::poll_ready), and
+/// loop. [`poll_io`](Self::poll_io) is that loop written once. The fd should be
+/// non-blocking.
+///
+/// Dropping an `AsyncFd` deletes the fd from the epoll set (`EPOLL_CTL_DEL`) and then
+/// drops the object, which closes it; [`into_inner`](Self::into_inner) deregisters
+/// and gives the object back instead. Several tasks may wait on one direction at once
+/// (two acceptors on one listener, say): all are woken.
+///
+/// An `AsyncFd` is tied to the thread and runtime that created it (`!Send`). If it
+/// outlives that runtime, its operations fail with an error that says so. Like
+/// tokio's `AsyncFd`, it must not be used on an object whose fd changes.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::os::unix::net::UnixStream;
+/// use edgeloop_runtime::{AsyncFd, Direction};
+///
+/// edgeloop_runtime::block_on(async {
+///     let (a, mut b) = UnixStream::pair()?;
+///     a.set_nonblocking(true)?;
+///     let a = AsyncFd::new(a)?;
+///     b.write_all(b"hi")?;
+///     let mut buf = [0u8; 8];
+///     let n = a.io(Direction::Read, |mut s| s.read(&mut buf)).await?;
+///     assert_eq!(&buf[..n], b"hi");
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct AsyncFd<T: AsFd> {
+    /// Declared before `io`: fields drop in order, so the fd leaves the epoll set
+    /// before the object closes it.
+    registration: Registration,
+    /// The registered object.
+    io: T,
+}
+
+impl<T: AsFd> AsyncFd<T> {
+    /// Registers `io` with the current runtime's epoll set (`EPOLL_CTL_ADD` with
+    /// `EPOLLET|EPOLLONESHOT`). Both directions start out ready, so the first syscall
+    /// is simply tried.
+    ///
+    /// # Errors
+    ///
+    /// What `epoll_ctl` returns, e.g. `EPERM` for a regular file, which epoll cannot
+    /// watch, or `EEXIST` if this fd is registered already.
+    ///
+    /// # Panics
+    ///
+    /// If called outside [`block_on`](crate::block_on).
+    pub fn new(io: T) -> io::Result<Self> {
+        let registration = Registration::new(io.as_fd())?;
+        Ok(AsyncFd { registration, io })
+    }
+
+    /// The registered object.
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+
+    /// Deregisters and returns the object, still open.
+    pub fn into_inner(self) -> T {
+        let AsyncFd { registration, io } = self;
+        drop(registration);
+        io
+    }
+
+    /// Polls `dir` for readiness.
+    ///
+    /// `Ready(Ok(()))` means the last event said ready and no syscall has said
+    /// `EAGAIN` since: try the operation. `Pending` means the task is stored as a
+    /// waiter and the fd is armed (`EPOLL_CTL_MOD`, only if not armed already for
+    /// `dir`); the task is woken when the kernel reports `dir`, a hang-up or an error.
+    ///
+    /// # Errors
+    ///
+    /// If re-arming fails, or the runtime has shut down.
+    pub fn poll_ready(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.registration.poll_ready(dir, cx)
+    }
+
+    /// Waits until `dir` is ready. Readiness can be spurious: the operation may still
+    /// say `WouldBlock`, after which call [`clear_ready`](Self::clear_ready) and wait
+    /// again (or use [`io`](Self::io), which does all of it).
+    ///
+    /// # Errors
+    ///
+    /// As [`poll_ready`](Self::poll_ready).
+    pub async fn ready(&self, dir: Direction) -> io::Result<()> {
+        poll_fn(|cx| self.poll_ready(dir, cx)).await
+    }
+
+    /// Forgets that `dir` is ready. Call it when a syscall returned `WouldBlock` (or a
+    /// read on a stream came back short, which means the socket is drained); the next
+    /// [`poll_ready`](Self::poll_ready) then re-arms the fd and waits.
+    pub fn clear_ready(&self, dir: Direction) {
+        self.registration.clear_ready(dir);
+    }
+
+    /// Runs `op` on the object once `dir` is ready, and again after each
+    /// `WouldBlock` once the fd is ready again. `WouldBlock` never escapes: it means
+    /// "wait".
+    ///
+    /// # Errors
+    ///
+    /// Whatever `op` returns other than `WouldBlock`, or an error from
+    /// [`poll_ready`](Self::poll_ready).
+    pub fn poll_io<R>(
+        &self,
+        dir: Direction,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        self.registration.poll_io(dir, cx, || op(&self.io))
+    }
+
+    /// [`poll_io`](Self::poll_io) as an `async fn`.
+    ///
+    /// # Errors
+    ///
+    /// As [`poll_io`](Self::poll_io).
+    pub async fn io<R>(
+        &self,
+        dir: Direction,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        poll_fn(|cx| self.poll_io(dir, cx, &mut op)).await
+    }
+
+    /// Runs `op` once without waiting: `WouldBlock` if `dir` is not known to be
+    /// ready, or if `op` says so (then `dir` is cleared).
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock`, whatever `op` returns, or an error if the runtime has shut down.
+    pub fn try_io<R>(&self, dir: Direction, op: impl FnOnce(&T) -> io::Result<R>) -> io::Result<R> {
+        self.registration.try_io(dir, || op(&self.io))
+    }
+}
+
+impl<T: AsFd> AsFd for AsyncFd<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}
+
+impl<T: AsFd> AsRawFd for AsyncFd<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_fd().as_raw_fd()
+    }
+}
+
+impl<T: AsFd + fmt::Debug> fmt::Debug for AsyncFd<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncFd")
+            .field("io", &self.io)
+            .finish_non_exhaustive()
+    }
+}
