@@ -74,7 +74,8 @@ fn is_transient(e: &io::Error) -> bool {
 fn is_resource_exhausted(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        // ENOSPC: epoll's `max_user_watches` is reached when registering the socket.
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ENOSPC)
     )
 }
 

@@ -89,6 +89,9 @@ impl TcpListener {
 
     /// Waits for a connection; returns the new stream and the peer's address.
     ///
+    /// Cancel-safe: if the future is dropped before it completes, no connection was
+    /// taken from the queue. Several tasks may await `accept` on one listener at once.
+    ///
     /// # Errors
     ///
     /// What `accept4` returns, e.g. `EMFILE` at the fd limit or `ECONNABORTED` for a

@@ -95,9 +95,11 @@ impl TcpStream {
 
     async fn connect_one(addr: &SocketAddr) -> io::Result<TcpStream> {
         let fd = sys::socket(sys::domain_of(addr), libc::SOCK_STREAM)?;
-        let in_progress = match retry(|| sys::connect(fd.as_fd(), addr)) {
+        // EINTR, like EINPROGRESS, means the handshake goes on in the background;
+        // calling connect again would only say EALREADY.
+        let in_progress = match sys::connect(fd.as_fd(), addr) {
             Ok(()) => false,
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => true,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINPROGRESS | libc::EINTR)) => true,
             Err(e) => return Err(e),
         };
         let stream = TcpStream::from_fd(fd)?;
@@ -126,6 +128,8 @@ impl TcpStream {
     /// Reads into `buf`; returns how many bytes were read, `0` at EOF (or if `buf` is
     /// empty).
     ///
+    /// Cancel-safe: if the future is dropped before it completes, no data was read.
+    ///
     /// # Errors
     ///
     /// What `recv` returns, e.g. `ConnectionReset`.
@@ -135,6 +139,8 @@ impl TcpStream {
 
     /// Writes some of `buf`; returns how many bytes were written.
     ///
+    /// Cancel-safe: if the future is dropped before it completes, nothing was written.
+    ///
     /// # Errors
     ///
     /// What `send` returns, e.g. `BrokenPipe` after the peer closed.
@@ -143,6 +149,9 @@ impl TcpStream {
     }
 
     /// Writes all of `buf`.
+    ///
+    /// Not cancel-safe: if the future is dropped before it completes, part of `buf`
+    /// may have been written.
     ///
     /// # Errors
     ///
@@ -186,7 +195,11 @@ impl TcpStream {
             .try_io(Direction::Write, |fd| retry(|| sys::send(fd.as_fd(), buf)))
     }
 
-    /// Waits until the socket is readable (data, EOF or an error is there).
+    /// Waits until the socket may be readable (data, EOF or an error is there).
+    ///
+    /// Readiness can be a false positive (a new stream starts out "ready", and data
+    /// may be gone by the time you read): follow it with [`try_read`](Self::try_read)
+    /// and wait again on `WouldBlock`.
     ///
     /// # Errors
     ///
@@ -195,7 +208,10 @@ impl TcpStream {
         poll_fn(|cx| self.io.poll_ready(Direction::Read, cx)).await
     }
 
-    /// Waits until the socket is writable.
+    /// Waits until the socket may be writable.
+    ///
+    /// Readiness can be a false positive: follow it with
+    /// [`try_write`](Self::try_write) and wait again on `WouldBlock`.
     ///
     /// # Errors
     ///
@@ -282,6 +298,10 @@ impl TcpStream {
 
     /// Borrows the stream as a read half and a write half, to read and write
     /// concurrently within one task (for example with a `join`).
+    ///
+    /// With `futures::AsyncReadExt` in scope, `stream.split()` calls that trait's
+    /// `split(self)` instead: method lookup tries the by-value receiver before
+    /// `&mut`. Write `TcpStream::split(&mut stream)` to be sure.
     pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
         (ReadHalf::new(self), WriteHalf::new(self))
     }

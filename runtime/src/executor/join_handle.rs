@@ -79,17 +79,26 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.state.borrow_mut();
-        if let Some(output) = state.output.take() {
-            return Poll::Ready(output);
-        }
-        assert!(
-            !state.finished,
-            "`JoinHandle` polled after it returned its result; await it only once"
-        );
-        match &state.join_waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => state.join_waker = Some(cx.waker().clone()),
+        let stored = {
+            let mut state = self.state.borrow_mut();
+            if let Some(output) = state.output.take() {
+                return Poll::Ready(output);
+            }
+            assert!(
+                !state.finished,
+                "`JoinHandle` polled after it returned its result; await it only once"
+            );
+            state
+                .join_waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        };
+        if !stored {
+            // Cloned, and the old one dropped, outside the borrow: a foreign waker's
+            // clone or drop may run arbitrary code.
+            let new = cx.waker().clone();
+            let old = self.state.borrow_mut().join_waker.replace(new);
+            drop(old);
         }
         Poll::Pending
     }

@@ -176,3 +176,100 @@ impl<T: AsFd + fmt::Debug> fmt::Debug for AsyncFd<T> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{bounded, socket_pair};
+    use crate::{block_on, spawn, yield_now};
+    use std::io::{Read, Write};
+    use std::rc::Rc;
+
+    fn registrations() -> usize {
+        crate::context::current_reactor()
+            .expect("inside block_on")
+            .registrations()
+    }
+
+    #[test]
+    fn into_inner_deregisters_and_leaves_the_fd_open() -> io::Result<()> {
+        bounded("into_inner_deregisters_and_leaves_the_fd_open", || {
+            block_on(async {
+                let (a, mut b) = socket_pair()?;
+                let a = AsyncFd::new(a)?;
+                assert_eq!(registrations(), 1);
+                let mut a = a.into_inner();
+                assert_eq!(registrations(), 0, "registrations after into_inner");
+                b.write_all(b"still open")?;
+                let mut buf = [0_u8; 10];
+                a.set_nonblocking(false)?;
+                a.read_exact(&mut buf)?;
+                assert_eq!(&buf, b"still open");
+                // It can be registered again: EPOLL_CTL_DEL really happened.
+                let again = AsyncFd::new(a)?;
+                assert_eq!(registrations(), 1);
+                drop(again);
+                assert_eq!(registrations(), 0, "registrations after drop");
+                Ok(())
+            })
+        })
+    }
+
+    #[test]
+    fn every_task_waiting_on_one_direction_is_woken() -> io::Result<()> {
+        bounded("every_task_waiting_on_one_direction_is_woken", || {
+            block_on(async {
+                let (a, mut b) = socket_pair()?;
+                let a = Rc::new(AsyncFd::new(a)?);
+                a.clear_ready(Direction::Read);
+                let waiters: Vec<_> = (0..3)
+                    .map(|_| {
+                        let a = a.clone();
+                        spawn(async move { a.ready(Direction::Read).await })
+                    })
+                    .collect();
+                yield_now().await; // all three are now waiting
+                assert!(
+                    waiters.iter().all(|w| !w.is_finished()),
+                    "woken before data"
+                );
+                b.write_all(b"x")?;
+                for (i, w) in waiters.into_iter().enumerate() {
+                    w.await
+                        .unwrap_or_else(|e| panic!("waiter {i}: {e}"))
+                        .unwrap_or_else(|e| panic!("waiter {i}: {e}"));
+                }
+                let n = a
+                    .io(Direction::Read, |mut s| s.read(&mut [0_u8; 4]))
+                    .await?;
+                assert_eq!(n, 1, "bytes read");
+                Ok(())
+            })
+        })
+    }
+
+    #[test]
+    fn io_reads_what_another_thread_writes() -> io::Result<()> {
+        bounded("io_reads_what_another_thread_writes", || {
+            block_on(async {
+                let (a, b) = socket_pair()?;
+                let a = AsyncFd::new(a)?;
+                let writer = std::thread::spawn(move || {
+                    let mut b = b;
+                    // Ignored: the reader asserts on what arrives.
+                    let _ = b.write_all(b"late");
+                });
+                let mut buf = [0_u8; 4];
+                let mut got = 0;
+                while got < 4 {
+                    got += a
+                        .io(Direction::Read, |mut s| s.read(&mut buf[got..]))
+                        .await?;
+                }
+                assert_eq!(&buf, b"late");
+                writer.join().expect("writer thread");
+                Ok(())
+            })
+        })
+    }
+}

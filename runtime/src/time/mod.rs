@@ -41,14 +41,18 @@ impl Timers {
 
     /// Replaces the waker of a pending timer; re-inserts it if it fired meanwhile.
     pub(crate) fn update(&self, key: TimerKey, waker: &Waker) {
-        let mut entries = self.entries.borrow_mut();
-        match entries.get_mut(&key) {
-            Some(w) if w.will_wake(waker) => {}
-            Some(w) => *w = waker.clone(),
-            None => {
-                entries.insert(key, waker.clone());
-            }
+        let stored = self
+            .entries
+            .borrow()
+            .get(&key)
+            .is_some_and(|w| w.will_wake(waker));
+        if stored {
+            return;
         }
+        // Cloned, and the old one dropped, outside the borrow: a foreign waker's
+        // clone or drop may run arbitrary code.
+        let old = self.entries.borrow_mut().insert(key, waker.clone());
+        drop(old);
     }
 
     /// Removes a timer (a dropped or completed `Sleep`).

@@ -54,7 +54,6 @@ fn far_future() -> Instant {
 }
 
 /// Future returned by [`sleep`] and [`sleep_until`]. Dropping it cancels the timer.
-#[derive(Debug)]
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct Sleep {
     /// When it completes.
@@ -85,20 +84,34 @@ impl Future for Sleep {
             }
             return Poll::Ready(());
         }
+        let current = crate::context::current_timers().unwrap_or_else(|| {
+            panic!(
+                "`Sleep` polled outside `block_on`; await it inside the future passed to \
+                 `edgeloop::block_on`"
+            )
+        });
         match &self.entry {
-            Some((timers, key)) => timers.update(*key, cx.waker()),
-            None => {
-                let timers = crate::context::current_timers().unwrap_or_else(|| {
-                    panic!(
-                        "`Sleep` polled outside `block_on`; await it inside the future \
-                         passed to `edgeloop::block_on`"
-                    )
-                });
-                let key = timers.insert(self.deadline, cx.waker().clone());
-                self.entry = Some((timers, key));
+            Some((timers, key)) if Rc::ptr_eq(timers, &current) => timers.update(*key, cx.waker()),
+            _ => {
+                // First poll, or first poll in this runtime: a timer left in an
+                // earlier runtime's table would never fire.
+                if let Some((old, key)) = self.entry.take() {
+                    old.remove(key);
+                }
+                let key = current.insert(self.deadline, cx.waker().clone());
+                self.entry = Some((current, key));
             }
         }
         Poll::Pending
+    }
+}
+
+impl std::fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sleep")
+            .field("deadline", &self.deadline)
+            .field("registered", &self.entry.is_some())
+            .finish()
     }
 }
 
@@ -107,5 +120,99 @@ impl Drop for Sleep {
         if let Some((timers, key)) = self.entry.take() {
             timers.remove(key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block_on;
+    use crate::test_support::{bounded, panic_message};
+    use std::future::poll_fn;
+    use std::panic::catch_unwind;
+
+    /// Polls `sleep` exactly once, inside the current runtime.
+    async fn poll_once(sleep: &mut Pin<Box<Sleep>>) -> Poll<()> {
+        poll_fn(|cx| Poll::Ready(sleep.as_mut().poll(cx))).await
+    }
+
+    fn pending_timers() -> usize {
+        crate::context::current_timers()
+            .expect("inside block_on")
+            .len()
+    }
+
+    #[test]
+    fn sleep_never_fires_early() {
+        bounded("sleep_never_fires_early", || {
+            block_on(async {
+                for ms in [1, 3, 10] {
+                    let wanted = Duration::from_millis(ms);
+                    let start = Instant::now();
+                    sleep(wanted).await;
+                    let took = start.elapsed();
+                    assert!(took >= wanted, "sleep({wanted:?}) returned after {took:?}");
+                    assert!(
+                        took < wanted + Duration::from_secs(5),
+                        "sleep({wanted:?}) took {took:?}"
+                    );
+                }
+                assert_eq!(pending_timers(), 0, "timers left after completed sleeps");
+            });
+        });
+    }
+
+    #[test]
+    fn dropping_a_pending_sleep_removes_its_timer() {
+        bounded("dropping_a_pending_sleep_removes_its_timer", || {
+            block_on(async {
+                let mut s = Box::pin(sleep(Duration::from_secs(60)));
+                assert!(poll_once(&mut s).await.is_pending());
+                assert_eq!(pending_timers(), 1, "timers while the sleep waits");
+                drop(s);
+                assert_eq!(pending_timers(), 0, "timers after the sleep was dropped");
+            });
+        });
+    }
+
+    #[test]
+    #[expect(
+        clippy::async_yields_async,
+        reason = "the sleep is returned on purpose, to be awaited in the next runtime"
+    )]
+    fn sleep_first_polled_in_an_earlier_runtime_fires_in_the_next() {
+        bounded(
+            "sleep_first_polled_in_an_earlier_runtime_fires_in_the_next",
+            || {
+                let mut s = block_on(async {
+                    let mut s = Box::pin(sleep(Duration::from_millis(20)));
+                    assert!(poll_once(&mut s).await.is_pending());
+                    s
+                });
+                let start = Instant::now();
+                block_on(async {
+                    assert!(poll_once(&mut s).await.is_pending(), "fired at once");
+                    assert_eq!(pending_timers(), 1, "the sleep moved into this runtime");
+                    s.await;
+                });
+                assert!(
+                    start.elapsed() < Duration::from_secs(5),
+                    "took {:?}",
+                    start.elapsed()
+                );
+            },
+        );
+    }
+
+    #[test]
+    fn sleep_polled_outside_block_on_panics_with_a_clear_message() {
+        let mut s = Box::pin(sleep(Duration::from_secs(1)));
+        let waker = std::task::Waker::noop();
+        let result = catch_unwind(std::panic::AssertUnwindSafe(|| {
+            s.as_mut().poll(&mut Context::from_waker(waker))
+        }));
+        let payload = result.expect_err("polling outside block_on must panic");
+        let message = panic_message(&*payload);
+        assert!(message.contains("block_on"), "panic message: {message}");
     }
 }
