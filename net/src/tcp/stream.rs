@@ -22,7 +22,7 @@ use crate::sys::{self, retry};
 ///
 /// Read and write with the async methods here ([`read`](Self::read),
 /// [`write_all`](Self::write_all), ...), or through the `futures-io`
-/// [`AsyncRead`]/[`AsyncWrite`] traits, which both `TcpStream` and `&TcpStream`
+/// [`AsyncRead`](futures_io::AsyncRead)/[`AsyncWrite`](futures_io::AsyncWrite) traits, which both `TcpStream` and `&TcpStream`
 /// implement. To read and write from two tasks at once, use
 /// [`into_split`](Self::into_split) (or [`split`](Self::split) within one task).
 ///
