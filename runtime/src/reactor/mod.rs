@@ -5,9 +5,9 @@
 //!
 //! # Readiness with `EPOLLET | EPOLLONESHOT`
 //!
-//! - An fd is added once (`EPOLL_CTL_ADD`) with `EPOLLET|EPOLLONESHOT` and no
-//!   direction: a new registration is assumed ready both ways, so the first syscall is
-//!   tried optimistically. `EPOLLRDHUP` is part of every arm that includes `EPOLLIN`.
+//! - An fd is added once (`EPOLL_CTL_ADD`) with `EPOLLET|EPOLLONESHOT|EPOLLRDHUP` and
+//!   no direction: a new registration is assumed ready both ways, so the first syscall
+//!   is tried optimistically. Re-arms carry `EPOLLRDHUP` only with `EPOLLIN`.
 //! - When a syscall says `EAGAIN`, the caller clears that direction
 //!   ([`Registration::clear_ready`]) and polls it ([`Registration::poll_ready`]), which
 //!   stores the waker and, if the kernel is not already armed for that direction,
@@ -279,7 +279,7 @@ impl Reactor {
             ep.as_fd(),
             Op::Add,
             fd.as_raw_fd(),
-            BASE_FLAGS,
+            BASE_FLAGS | epoll::RDHUP,
             token(index, generation),
         ) {
             state.free.push(index);
