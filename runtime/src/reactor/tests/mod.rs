@@ -104,3 +104,20 @@ fn drain_read(reg: &Registration, stream: &UnixStream) -> io::Result<usize> {
 
 mod readiness;
 mod table;
+
+/// Writes to `stream` until `WouldBlock`, then clears write readiness; returns the
+/// bytes written (what the peer must read before there is room again).
+fn fill_send_buffer(reg: &Registration, stream: &UnixStream) -> io::Result<usize> {
+    let chunk = [7_u8; 4096];
+    let mut filled = 0;
+    loop {
+        match (&*stream).write(&chunk) {
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                reg.clear_ready(Direction::Write);
+                return Ok(filled);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

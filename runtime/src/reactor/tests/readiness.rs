@@ -243,16 +243,7 @@ fn reader_and_writer_on_one_fd_are_both_woken() -> io::Result<()> {
             let reg = Rc::new(Registration::new(a.as_fd())?);
             let (index, _) = slot_of(&reactor, a.as_raw_fd());
 
-            let chunk = [7_u8; 4096];
-            let mut filled = 0;
-            loop {
-                match (&*a).write(&chunk) {
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
-                }
-            }
-            reg.clear_ready(Direction::Write);
+            let filled = fill_send_buffer(&reg, &a)?;
             assert_eq!(drain_read(&reg, &a)?, 0);
 
             let reader_polls = Rc::new(Cell::new(0));
@@ -318,16 +309,8 @@ fn writer_woken_first_leaves_the_reader_armed() -> io::Result<()> {
             let (a, mut b) = socket_pair()?;
             let reg = Registration::new(a.as_fd())?;
             let (index, _) = slot_of(&reactor, a.as_raw_fd());
-            let chunk = [7_u8; 4096];
-            let mut filled = 0;
-            loop {
-                match (&a).write(&chunk) {
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
-                }
-            }
-            reg.clear_ready(Direction::Write);
+            // Fill `a`'s send buffer: a writer must wait for the peer to read.
+            let filled = fill_send_buffer(&reg, &a)?;
             assert_eq!(drain_read(&reg, &a)?, 0);
             let (reads, read_waker) = counting_waker();
             let (writes, write_waker) = counting_waker();
@@ -437,17 +420,8 @@ fn writer_blocked_on_a_half_closed_peer_sleeps_instead_of_spinning() -> io::Resu
                 let (a, mut b) = socket_pair()?;
                 let reg = Registration::new(a.as_fd())?;
                 let (index, _) = slot_of(&reactor, a.as_raw_fd());
-                // Fill `a`'s send buffer: the writer must wait for the peer to read.
-                let chunk = [7_u8; 4096];
-                let mut filled = 0;
-                loop {
-                    match (&a).write(&chunk) {
-                        Ok(n) => filled += n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e),
-                    }
-                }
-                reg.clear_ready(Direction::Write);
+                // Fill `a`'s send buffer: a writer must wait for the peer to read.
+                let filled = fill_send_buffer(&reg, &a)?;
                 assert_eq!(drain_read(&reg, &a)?, 0);
                 let (reads, reader) = counting_waker();
                 assert_pending(
@@ -471,7 +445,9 @@ fn writer_blocked_on_a_half_closed_peer_sleeps_instead_of_spinning() -> io::Resu
                 );
                 assert_eq!(slot_bits(&reactor, index).0, READ, "ready bits after RDHUP");
                 assert_eq!((&a).read(&mut [0_u8; 8])?, 0, "the reader sees EOF");
-                let err = (&a).write(&chunk).expect_err("the buffer is still full");
+                let err = (&a)
+                    .write(&[7_u8; 64])
+                    .expect_err("the buffer is still full");
                 assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
                 assert_pending(
                     poll_ready_with(&reg, Direction::Write, &waker),
