@@ -6,8 +6,10 @@
 //!     poll the block_on future if it was woken
 //!     poll up to BUDGET queued tasks (FIFO)
 //!     timeout = 0 if work is queued, else time to the next timer, else forever
-//!     epoll_wait(timeout)            // the one place the thread sleeps
-//!     fire expired timers; drain the cross-thread inbox
+//!     epoll_pwait2(timeout)          // the one place the thread sleeps
+//!     drain the cross-thread inbox
+//!     paused clock and nothing to do? jump it to the next deadline
+//!     fire expired timers
 //! }
 //! ```
 
@@ -17,7 +19,7 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::context;
 use crate::executor::waker::{Inbox, TaskId, TaskWaker};
@@ -48,7 +50,7 @@ impl Core {
         Ok(Core {
             executor: Executor::new(Arc::new(Inbox::new(notifier))),
             reactor: Rc::new(reactor),
-            timers: Rc::new(Timers::default()),
+            timers: Rc::new(Timers::new()),
         })
     }
 }
@@ -135,25 +137,31 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             return output;
         }
         core.executor.run(BUDGET);
-        let timeout = if core.executor.has_ready() || main.is_queued() {
-            Some(Duration::ZERO)
-        } else {
-            core.timers
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()))
+        let busy = core.executor.has_ready() || main.is_queued();
+        let next_timer = core.timers.next_deadline();
+        let paused = core.timers.is_paused();
+        let timeout = match next_timer {
+            _ if busy => Some(Duration::ZERO),
+            // Paused: never wait for a timer, look at I/O and then jump the clock.
+            Some(_) if paused => Some(Duration::ZERO),
+            Some(deadline) => Some(deadline.saturating_duration_since(core.timers.now())),
+            None => None,
         };
         let notified = core
             .reactor
             .turn(timeout)
             .unwrap_or_else(|e| panic!("`epoll_wait` failed, the runtime cannot go on: {e}"));
-        if core.timers.len() > 0 {
-            core.timers.fire(Instant::now());
-        }
         if notified {
             core.executor.inbox().drain(&mut woken_remotely);
             for id in woken_remotely.drain(..) {
                 core.executor.schedule(id);
             }
+        }
+        if next_timer.is_some() {
+            if paused && !busy && !core.executor.has_ready() && !main.is_queued() {
+                core.timers.auto_advance();
+            }
+            core.timers.fire();
         }
     }
 }

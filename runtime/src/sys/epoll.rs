@@ -1,11 +1,14 @@
-//! `epoll_create1`, `epoll_ctl` and `epoll_wait`, each wrapped once.
+//! `epoll_create1`, `epoll_ctl` and `epoll_pwait2`/`epoll_wait`, each wrapped once.
 //!
-//! The reactor is the only caller. Timeouts are rounded *up* to the next
+//! The reactor is the only caller. Waits use `epoll_pwait2`, whose timeout is a
+//! `timespec` (nanoseconds). On a kernel without it (before 5.11: `ENOSYS`), they
+//! fall back to `epoll_wait` for good, with the timeout rounded *up* to the next
 //! millisecond, so a wait never ends before the deadline it was given.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::raw::c_int;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::cvt;
@@ -71,7 +74,10 @@ pub(crate) fn epoll_ctl(
     Ok(())
 }
 
-/// `epoll_wait` into `out`'s spare capacity; `None` waits forever.
+/// Set once `epoll_pwait2` answered `ENOSYS`: the kernel lacks it, so stop asking.
+static NO_PWAIT2: AtomicBool = AtomicBool::new(false);
+
+/// Waits for events into `out`'s spare capacity; `None` waits forever.
 ///
 /// Returns the number of events, which `out` then holds. `EINTR` is returned as an
 /// error: the reactor decides whether to retry.
@@ -82,13 +88,66 @@ pub(crate) fn epoll_wait(
 ) -> io::Result<usize> {
     out.clear();
     let cap = c_int::try_from(out.capacity()).unwrap_or(c_int::MAX);
-    let ms = timeout_ms(timeout);
-    // SAFETY: `out` owns at least `cap` writable slots and the kernel writes at most `cap`.
-    let n = cvt(unsafe { libc::epoll_wait(ep.as_raw_fd(), out.as_mut_ptr(), cap, ms) })?;
-    let n = usize::try_from(n).expect("epoll_wait returned a negative count that was not -1");
+    let n = if NO_PWAIT2.load(Ordering::Relaxed) {
+        wait_ms(ep, out, cap, timeout)?
+    } else {
+        match pwait2(ep, out, cap, timeout) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                NO_PWAIT2.store(true, Ordering::Relaxed);
+                wait_ms(ep, out, cap, timeout)?
+            }
+            result => result?,
+        }
+    };
     // SAFETY: the kernel initialised exactly the first `n` (<= cap) entries.
     unsafe { out.set_len(n) };
     Ok(n)
+}
+
+/// `epoll_pwait2(ep, out, cap, timeout, NULL)` by raw syscall, so it works whatever
+/// the C library's age. Fills `out`'s spare capacity; returns the count.
+fn pwait2(
+    ep: BorrowedFd<'_>,
+    out: &mut Vec<Event>,
+    cap: c_int,
+    timeout: Option<Duration>,
+) -> io::Result<usize> {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
+        // Below 10^9, so it fits any c_long.
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `out` owns at least `cap` writable slots and the kernel writes at most
+    // `cap`; `ts_ptr` is null or points to a live timespec; a null sigmask leaves the
+    // signal mask alone (the size argument is then unused).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_epoll_pwait2,
+            ep.as_raw_fd(),
+            out.as_mut_ptr(),
+            cap,
+            ts_ptr,
+            std::ptr::null::<libc::sigset_t>(),
+            0_usize,
+        )
+    };
+    let ret = c_int::try_from(ret).expect("epoll_pwait2 returns an int");
+    let n = cvt(ret)?;
+    Ok(usize::try_from(n).expect("epoll_pwait2 returned a negative count that was not -1"))
+}
+
+/// `epoll_wait(ep, out, cap, ms)` with the timeout rounded up to milliseconds.
+fn wait_ms(
+    ep: BorrowedFd<'_>,
+    out: &mut Vec<Event>,
+    cap: c_int,
+    timeout: Option<Duration>,
+) -> io::Result<usize> {
+    let ms = timeout_ms(timeout);
+    // SAFETY: `out` owns at least `cap` writable slots and the kernel writes at most `cap`.
+    let n = cvt(unsafe { libc::epoll_wait(ep.as_raw_fd(), out.as_mut_ptr(), cap, ms) })?;
+    Ok(usize::try_from(n).expect("epoll_wait returned a negative count that was not -1"))
 }
 
 /// Milliseconds for `epoll_wait`: `-1` for "forever", sub-millisecond rests rounded up
@@ -118,6 +177,23 @@ mod tests {
         assert_eq!(timeout_ms(Some(Duration::from_micros(1001))), 2);
         assert_eq!(timeout_ms(Some(Duration::from_secs(3))), 3000);
         assert_eq!(timeout_ms(Some(Duration::from_secs(u64::MAX))), c_int::MAX);
+    }
+
+    #[test]
+    fn sub_millisecond_wait_is_not_cut_short() -> io::Result<()> {
+        use std::os::fd::AsFd;
+        let ep = epoll_create1()?;
+        let mut events = Vec::with_capacity(8);
+        for us in [1, 250, 900] {
+            let wanted = Duration::from_micros(us);
+            let start = std::time::Instant::now();
+            let n = epoll_wait(ep.as_fd(), &mut events, Some(wanted))?;
+            let took = start.elapsed();
+            assert_eq!(n, 0, "an empty epoll set reported {n} events");
+            assert!(took >= wanted, "asked to wait {wanted:?}, returned after {took:?}");
+            assert!(took < Duration::from_secs(5), "asked {wanted:?}, took {took:?}");
+        }
+        Ok(())
     }
 
     #[test]

@@ -1,179 +1,254 @@
-//! Timers: a deadline-ordered map from `(deadline, id)` to the waker of the
-//! [`Sleep`] waiting for it. The event loop asks it for the next deadline (its
-//! `epoll_wait` timeout) and fires what has expired after each turn.
+//! Time: [`sleep`], [`timeout`], [`interval`], and a clock that tests can pause.
 //!
-//! Timers never fire early: `epoll_wait` timeouts are rounded up, and a `Sleep`
-//! checks the clock itself before it completes.
+//! Every runtime has one timer driver ([`Timers`]): a hierarchical timing wheel with
+//! microsecond ticks ([`wheel`]) and the runtime's clock. The event loop asks it for
+//! the next deadline, which becomes the `epoll_pwait2` timeout (nanoseconds; on old
+//! kernels `epoll_wait`, rounded up to the millisecond), and fires what has expired
+//! after each turn. A runtime with no timer and no ready task sleeps in epoll without
+//! a timeout: no periodic wakeups.
 //!
-//! Who calls it: `runtime.rs` (next deadline, fire); [`Sleep`] (insert, remove).
+//! Timers never fire early: a deadline is rounded *up* to the microsecond tick, the
+//! current time *down*, and a [`Sleep`] checks the clock itself before completing.
+//!
+//! # The paused clock
+//!
+//! [`pause`] freezes this runtime's clock. Time then moves only by [`advance`], or,
+//! when every task is idle and no I/O event is waiting, by jumping straight to the
+//! next timer's deadline, so a test that sleeps an hour finishes at once. Read the
+//! clock with [`now`] (not `Instant::now()`, which keeps running).
+//!
+//! Who calls it: `runtime.rs` (next deadline, fire, auto-advance); [`Sleep`] and the
+//! types built on it (insert, reschedule, remove).
 
+mod interval;
 mod sleep;
+mod timeout;
+mod wheel;
 
+pub use interval::{Interval, MissedTickBehavior, interval, interval_at};
 pub use sleep::{Sleep, sleep, sleep_until};
+pub use timeout::{Elapsed, Timeout, timeout, timeout_at};
+
+pub(crate) use wheel::TimerKey;
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Key of one timer entry; the id breaks ties between equal deadlines.
-pub(crate) type TimerKey = (Instant, u64);
+use wheel::{MAX_TICK, Wheel};
 
-/// The pending timers of one runtime.
-#[derive(Debug, Default)]
+/// One runtime's timers and clock.
+#[derive(Debug)]
 pub(crate) struct Timers {
-    /// Pending timers, earliest first.
-    entries: RefCell<BTreeMap<TimerKey, Waker>>,
-    /// Next tie-breaking id.
-    next_id: Cell<u64>,
+    /// Pending timers.
+    wheel: RefCell<Wheel>,
+    /// The instant of tick 0.
+    base: Instant,
+    /// The frozen time while the clock is paused.
+    paused: Cell<Option<Instant>>,
+    /// How far the clock runs ahead of `Instant::now()`: what `advance` and
+    /// auto-advance added while paused, kept after `resume` so time never goes back.
+    offset: Cell<Duration>,
     /// Buffer for the wakers of one `fire`; kept to avoid an allocation per turn.
-    expired: RefCell<Vec<Waker>>,
+    fired: RefCell<Vec<Waker>>,
 }
 
 impl Timers {
-    /// Adds a timer; returns the key to update or remove it with.
-    pub(crate) fn insert(&self, deadline: Instant, waker: Waker) -> TimerKey {
-        let id = self.next_id.get();
-        self.next_id.set(id.wrapping_add(1));
-        self.entries.borrow_mut().insert((deadline, id), waker);
-        (deadline, id)
-    }
-
-    /// Replaces the waker of a pending timer; re-inserts it if it fired meanwhile.
-    pub(crate) fn update(&self, key: TimerKey, waker: &Waker) {
-        let stored = self
-            .entries
-            .borrow()
-            .get(&key)
-            .is_some_and(|w| w.will_wake(waker));
-        if stored {
-            return;
+    pub(crate) fn new() -> Self {
+        Timers {
+            wheel: RefCell::new(Wheel::default()),
+            base: Instant::now(),
+            paused: Cell::new(None),
+            offset: Cell::new(Duration::ZERO),
+            fired: RefCell::new(Vec::new()),
         }
-        // Cloned, and the old one dropped, outside the borrow: a foreign waker's
-        // clone or drop may run arbitrary code.
-        let old = self.entries.borrow_mut().insert(key, waker.clone());
-        drop(old);
     }
 
-    /// Removes a timer (a dropped or completed `Sleep`).
+    /// This runtime's time: the real clock, or the frozen one while paused.
+    pub(crate) fn now(&self) -> Instant {
+        self.paused
+            .get()
+            .unwrap_or_else(|| Instant::now() + self.offset.get())
+    }
+
+    /// The tick of `deadline`, rounded up: a timer must not fire before it.
+    fn tick_ceil(&self, deadline: Instant) -> u64 {
+        let ns = deadline.saturating_duration_since(self.base).as_nanos();
+        u64::try_from(ns.div_ceil(1000)).map_or(MAX_TICK, |t| t.min(MAX_TICK))
+    }
+
+    /// The tick of `now`, rounded down: only what is due by then fires.
+    fn tick_floor(&self, now: Instant) -> u64 {
+        let us = now.saturating_duration_since(self.base).as_micros();
+        u64::try_from(us).map_or(MAX_TICK, |t| t.min(MAX_TICK))
+    }
+
+    /// Adds a timer; returns its key.
+    pub(crate) fn insert(&self, deadline: Instant, waker: Waker) -> TimerKey {
+        let tick = self.tick_ceil(deadline);
+        self.wheel.borrow_mut().insert(tick, waker)
+    }
+
+    /// Makes the timer `key` wake `waker`; returns the key to keep (a new one if
+    /// `key` had fired meanwhile and the timer had to be added again).
+    pub(crate) fn update(&self, key: TimerKey, deadline: Instant, waker: &Waker) -> TimerKey {
+        if self.wheel.borrow().will_wake(key, waker) {
+            return key;
+        }
+        // Cloned, and the old waker dropped, outside the borrow: a foreign waker's
+        // clone or drop may run arbitrary code.
+        let new = waker.clone();
+        let result = self.wheel.borrow_mut().set_waker(key, new);
+        match result {
+            Ok(old) => {
+                drop(old);
+                key
+            }
+            Err(new) => self.insert(deadline, new),
+        }
+    }
+
+    /// Moves the timer `key` to `deadline`; false if it is no longer pending.
+    pub(crate) fn reschedule(&self, key: TimerKey, deadline: Instant) -> bool {
+        let tick = self.tick_ceil(deadline);
+        self.wheel.borrow_mut().reschedule(key, tick)
+    }
+
+    /// Cancels a timer and frees its entry.
     pub(crate) fn remove(&self, key: TimerKey) {
-        let waker = self.entries.borrow_mut().remove(&key);
+        let waker = self.wheel.borrow_mut().remove(key);
         // Dropped outside the borrow: a foreign waker's drop may run arbitrary code.
         drop(waker);
     }
 
-    /// The earliest pending deadline.
+    /// When the loop must next look at the timers (at or before the earliest
+    /// deadline); `None` without timers.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.entries
-            .borrow()
-            .first_key_value()
-            .map(|((d, _), _)| *d)
+        let tick = self.wheel.borrow().next_expiration()?;
+        Some(self.base + Duration::from_micros(tick))
     }
 
-    /// Wakes and removes every timer whose deadline is at or before `now`.
-    pub(crate) fn fire(&self, now: Instant) {
-        let mut expired = std::mem::take(&mut *self.expired.borrow_mut());
+    /// Wakes every timer due by now, in deadline order.
+    pub(crate) fn fire(&self) {
+        let now = self.tick_floor(self.now());
+        let mut fired = std::mem::take(&mut *self.fired.borrow_mut());
         {
-            let mut entries = self.entries.borrow_mut();
-            while let Some(entry) = entries.first_entry() {
-                if entry.key().0 > now {
-                    break;
-                }
-                expired.push(entry.remove());
+            let mut wheel = self.wheel.borrow_mut();
+            if wheel.next_expiration().is_some_and(|t| t <= now) || wheel.elapsed() < now {
+                wheel.advance(now, &mut fired);
             }
         }
-        for waker in expired.drain(..) {
+        for waker in fired.drain(..) {
             waker.wake();
         }
-        *self.expired.borrow_mut() = expired;
+        *self.fired.borrow_mut() = fired;
     }
 
     /// Number of pending timers.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.entries.borrow().len()
+        self.wheel.borrow().len()
     }
 
-    /// Drops every pending timer's waker (at shutdown).
+    /// Drops every pending timer (at shutdown).
     pub(crate) fn clear(&self) {
-        let entries = std::mem::take(&mut *self.entries.borrow_mut());
-        drop(entries);
+        let wheel = std::mem::take(&mut *self.wheel.borrow_mut());
+        drop(wheel);
     }
+
+    /// Whether the clock is paused.
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.get().is_some()
+    }
+
+    /// With the clock paused and nothing else to do: jumps to the next deadline.
+    pub(crate) fn auto_advance(&self) {
+        if let (Some(now), Some(next)) = (self.paused.get(), self.next_deadline()) {
+            self.paused.set(Some(now.max(next)));
+        }
+    }
+}
+
+fn current() -> Rc<Timers> {
+    crate::context::current_timers().unwrap_or_else(|| {
+        panic!(
+            "a time function was called outside `block_on`; call it inside the future \
+             passed to `edgeloop::block_on`"
+        )
+    })
+}
+
+/// The current runtime's time: `Instant::now()`, or the frozen time while the clock
+/// is [paused](pause). Outside a runtime, `Instant::now()`.
+pub fn now() -> Instant {
+    crate::context::current_timers().map_or_else(Instant::now, |t| t.now())
+}
+
+/// Freezes the current runtime's clock, for tests. While paused, time moves only by
+/// [`advance`], or jumps to the next timer's deadline when every task is idle and no
+/// I/O event is waiting. The clock stays paused until [`resume`] or the end of the
+/// runtime.
+///
+/// # Panics
+///
+/// Outside `block_on`, or if the clock is paused already.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use edgeloop_runtime::time;
+///
+/// edgeloop_runtime::block_on(async {
+///     time::pause();
+///     let start = time::now();
+///     time::sleep(Duration::from_secs(3600)).await; // returns at once
+///     assert_eq!(time::now() - start, Duration::from_secs(3600));
+/// });
+/// ```
+pub fn pause() {
+    let timers = current();
+    assert!(
+        !timers.is_paused(),
+        "`time::pause` called while the clock is paused already"
+    );
+    timers.paused.set(Some(timers.now()));
+}
+
+/// Lets the current runtime's clock run again from where it stands (it never goes
+/// back, even after [`advance`]); timers keep their deadlines.
+///
+/// # Panics
+///
+/// Outside `block_on`, or if the clock is not paused.
+pub fn resume() {
+    let timers = current();
+    let frozen = timers
+        .paused
+        .take()
+        .unwrap_or_else(|| panic!("`time::resume` called while the clock is not paused"));
+    timers
+        .offset
+        .set(frozen.saturating_duration_since(Instant::now()));
+}
+
+/// Moves the paused clock forward by `duration`, wakes the timers that became due,
+/// and yields so that they run before the caller continues.
+///
+/// # Panics
+///
+/// Outside `block_on`, or if the clock is not paused (call [`pause`] first).
+pub async fn advance(duration: Duration) {
+    let timers = current();
+    let now = timers
+        .paused
+        .get()
+        .unwrap_or_else(|| panic!("`time::advance` needs a paused clock; call `time::pause` first"));
+    timers.paused.set(Some(now + duration));
+    timers.fire();
+    crate::yield_now().await;
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
-    use std::time::Duration;
-
-    struct Counter(AtomicUsize);
-    impl Wake for Counter {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counter() -> (Arc<Counter>, Waker) {
-        let c = Arc::new(Counter(AtomicUsize::new(0)));
-        (c.clone(), Waker::from(c))
-    }
-
-    #[test]
-    fn fire_wakes_expired_in_deadline_order_only() {
-        let timers = Timers::default();
-        let base = Instant::now();
-        let (early, w_early) = counter();
-        let (late, w_late) = counter();
-        timers.insert(base + Duration::from_millis(20), w_late);
-        timers.insert(base + Duration::from_millis(10), w_early);
-        assert_eq!(
-            timers.next_deadline(),
-            Some(base + Duration::from_millis(10))
-        );
-        timers.fire(base + Duration::from_millis(9));
-        assert_eq!(early.0.load(Ordering::SeqCst), 0, "fired 1 ms early");
-        timers.fire(base + Duration::from_millis(10));
-        assert_eq!(early.0.load(Ordering::SeqCst), 1);
-        assert_eq!(late.0.load(Ordering::SeqCst), 0);
-        assert_eq!(timers.len(), 1);
-        timers.fire(base + Duration::from_millis(30));
-        assert_eq!(late.0.load(Ordering::SeqCst), 1);
-        timers.fire(base + Duration::from_millis(40));
-        assert_eq!(
-            late.0.load(Ordering::SeqCst),
-            1,
-            "a fired timer fired twice"
-        );
-        assert_eq!(timers.next_deadline(), None);
-    }
-
-    #[test]
-    fn removed_timer_never_fires() {
-        let timers = Timers::default();
-        let base = Instant::now();
-        let (c, w) = counter();
-        let key = timers.insert(base, w);
-        timers.remove(key);
-        timers.fire(base + Duration::from_secs(1));
-        assert_eq!(c.0.load(Ordering::SeqCst), 0);
-        assert_eq!(timers.len(), 0);
-    }
-
-    #[test]
-    fn equal_deadlines_are_distinct_entries() {
-        let timers = Timers::default();
-        let at = Instant::now();
-        let (a, wa) = counter();
-        let (b, wb) = counter();
-        timers.insert(at, wa);
-        timers.insert(at, wb);
-        assert_eq!(timers.len(), 2);
-        timers.fire(at);
-        assert_eq!(
-            (a.0.load(Ordering::SeqCst), b.0.load(Ordering::SeqCst)),
-            (1, 1)
-        );
-    }
-}
+mod tests;

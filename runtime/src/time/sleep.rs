@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use super::{TimerKey, Timers};
 
-/// Waits until `duration` has elapsed.
+/// Waits until `duration` has elapsed on the runtime's clock.
 ///
-/// Never completes early. The runtime wakes with millisecond granularity (rounded
-/// up), so expect up to about a millisecond of lateness plus scheduling delay.
+/// Never completes early. The timer has microsecond resolution; the wakeup comes
+/// from `epoll_pwait2` with a nanosecond timeout, so lateness is the kernel's
+/// scheduling delay (tens of microseconds), not a rounded-up millisecond.
 ///
 /// # Panics
 ///
@@ -24,19 +25,20 @@ use super::{TimerKey, Timers};
 ///
 /// edgeloop_runtime::block_on(async {
 ///     let start = Instant::now();
-///     edgeloop_runtime::time::sleep(Duration::from_millis(5)).await;
-///     assert!(start.elapsed() >= Duration::from_millis(5));
+///     edgeloop_runtime::time::sleep(Duration::from_micros(300)).await;
+///     assert!(start.elapsed() >= Duration::from_micros(300));
 /// });
 /// ```
 pub fn sleep(duration: Duration) -> Sleep {
     // A duration too large to add is as good as forever.
-    let deadline = Instant::now()
+    let deadline = super::now()
         .checked_add(duration)
         .unwrap_or_else(far_future);
     sleep_until(deadline)
 }
 
-/// Waits until `deadline`.
+/// Waits until `deadline` on the runtime's clock (see [`now`](super::now)). A
+/// deadline in the past completes at the first poll.
 ///
 /// # Panics
 ///
@@ -48,12 +50,13 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
     }
 }
 
-fn far_future() -> Instant {
+pub(super) fn far_future() -> Instant {
     // About 30 years: far enough to never fire, near enough to never overflow.
     Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
 
-/// Future returned by [`sleep`] and [`sleep_until`]. Dropping it cancels the timer.
+/// Future returned by [`sleep`] and [`sleep_until`]. Dropping it cancels the timer
+/// and frees its entry at once.
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct Sleep {
     /// When it completes.
@@ -68,9 +71,20 @@ impl Sleep {
         self.deadline
     }
 
-    /// Whether the deadline has passed.
+    /// Whether the deadline has passed on the runtime's clock.
     pub fn is_elapsed(&self) -> bool {
-        Instant::now() >= self.deadline
+        super::now() >= self.deadline
+    }
+
+    /// Moves the deadline, earlier or later. A task already waiting on this sleep is
+    /// woken at the new deadline without polling it again.
+    pub fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
+        self.deadline = deadline;
+        if let Some((timers, key)) = &self.entry
+            && !timers.reschedule(*key, deadline)
+        {
+            self.entry = None; // it fired already; the next poll adds it again
+        }
     }
 }
 
@@ -78,28 +92,31 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.deadline {
-            if let Some((timers, key)) = self.entry.take() {
-                timers.remove(key);
-            }
-            return Poll::Ready(());
-        }
         let current = crate::context::current_timers().unwrap_or_else(|| {
             panic!(
                 "`Sleep` polled outside `block_on`; await it inside the future passed to \
                  `edgeloop::block_on`"
             )
         });
-        match &self.entry {
-            Some((timers, key)) if Rc::ptr_eq(timers, &current) => timers.update(*key, cx.waker()),
-            _ => {
+        if current.now() >= self.deadline {
+            if let Some((timers, key)) = self.entry.take() {
+                timers.remove(key);
+            }
+            return Poll::Ready(());
+        }
+        let deadline = self.deadline;
+        match &mut self.entry {
+            Some((timers, key)) if Rc::ptr_eq(timers, &current) => {
+                *key = timers.update(*key, deadline, cx.waker());
+            }
+            entry => {
                 // First poll, or first poll in this runtime: a timer left in an
-                // earlier runtime's table would never fire.
-                if let Some((old, key)) = self.entry.take() {
+                // earlier runtime's wheel would never fire.
+                if let Some((old, key)) = entry.take() {
                     old.remove(key);
                 }
-                let key = current.insert(self.deadline, cx.waker().clone());
-                self.entry = Some((current, key));
+                let key = current.insert(deadline, cx.waker().clone());
+                *entry = Some((current, key));
             }
         }
         Poll::Pending
