@@ -165,6 +165,17 @@ fn echo_example_serves_twenty_concurrent_std_clients_exactly() -> io::Result<()>
     })
 }
 
+/// Voluntary context switches of process `pid`'s main thread (one per sleep that
+/// ended), from `/proc/PID/status`.
+fn context_switches(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .expect("/proc/PID/status has voluntary_ctxt_switches");
+    Ok(line.trim().parse().expect("a count"))
+}
+
 /// CPU time (user + system) process `pid` has used, from `/proc/PID/stat`.
 fn cpu_time(pid: u32) -> io::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -240,5 +251,39 @@ fn echo_example_at_its_fd_limit_backs_off_and_recovers() -> io::Result<()> {
             "stderr does not report the back-off: {log:?}"
         );
         Ok(())
+    })
+}
+
+/// An idle server burns no CPU: with connections open and nothing to do, it sleeps in
+/// `epoll_wait` without a timeout (no periodic wakeups).
+#[test]
+fn echo_example_with_idle_connections_uses_no_cpu() -> io::Result<()> {
+    with_timeout(300, "echo example idle", || {
+        let (mut server, addr) = start_example()?;
+        let pid = server.child_mut().id();
+        let mut clients = (0..50).map(|_| std_connect(addr)).collect::<io::Result<Vec<_>>>()?;
+        for (i, c) in clients.iter_mut().enumerate() {
+            let msg = format!("hello {i}");
+            let echoed = std_roundtrip(c, msg.as_bytes())?;
+            assert_same_bytes(&echoed, msg.as_bytes(), "warm-up echo");
+        }
+        let before = cpu_time(pid)?;
+        let switches_before = context_switches(pid)?;
+        let start = Instant::now();
+        std::thread::sleep(Duration::from_secs(1));
+        let (used, wall) = (cpu_time(pid)? - before, start.elapsed());
+        let wakeups = context_switches(pid)? - switches_before;
+        // Generous: the clock-tick granularity of /proc is 10 ms.
+        assert!(
+            used <= Duration::from_millis(50),
+            "idle server used {used:?} of CPU in {wall:?}"
+        );
+        // Sharper: a loop with any periodic timeout would wake hundreds of times.
+        assert!(
+            wakeups <= 3,
+            "idle server woke up {wakeups} times in {wall:?}: it is polling"
+        );
+        drop(clients);
+        server.kill_expecting_running()
     })
 }

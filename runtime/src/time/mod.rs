@@ -213,7 +213,13 @@ pub fn pause() {
         !timers.is_paused(),
         "`time::pause` called while the clock is paused already"
     );
-    timers.paused.set(Some(timers.now()));
+    // Frozen on a whole tick (rounded up, so time does not go back): deadlines of
+    // whole microseconds from it are exact ticks, and auto-advance lands on them
+    // exactly.
+    let tick = timers.tick_ceil(timers.now());
+    timers
+        .paused
+        .set(Some(timers.base + Duration::from_micros(tick)));
 }
 
 /// Lets the current runtime's clock run again from where it stands (it never goes
