@@ -12,6 +12,7 @@
 
 pub(crate) mod epoll;
 pub(crate) mod eventfd;
+pub(crate) mod prctl;
 
 use std::io;
 use std::os::raw::c_int;

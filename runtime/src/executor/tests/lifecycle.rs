@@ -233,3 +233,15 @@ fn repeated_block_on_leaks_no_fd() -> io::Result<()> {
     println!("{MARKER}: {before} -> {after}");
     Ok(())
 }
+
+#[test]
+fn block_on_tightens_timer_slack_and_restores_it() -> io::Result<()> {
+    bounded("block_on_tightens_timer_slack_and_restores_it", || {
+        use crate::sys::prctl;
+        prctl::set_timer_slack(123_000)?;
+        let inside = block_on(async { prctl::timer_slack() })?;
+        assert_eq!(inside, 1_000, "timer slack inside block_on (ns)");
+        assert_eq!(prctl::timer_slack()?, 123_000, "timer slack after block_on (ns)");
+        Ok(())
+    })
+}
