@@ -117,7 +117,9 @@ fn pwait2(
         // Below 10^9, so it fits any c_long.
         tv_nsec: t.subsec_nanos() as libc::c_long,
     });
-    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `out` owns at least `cap` writable slots and the kernel writes at most
     // `cap`; `ts_ptr` is null or points to a live timespec; a null sigmask leaves the
     // signal mask alone (the size argument is then unused).
@@ -190,8 +192,14 @@ mod tests {
             let n = epoll_wait(ep.as_fd(), &mut events, Some(wanted))?;
             let took = start.elapsed();
             assert_eq!(n, 0, "an empty epoll set reported {n} events");
-            assert!(took >= wanted, "asked to wait {wanted:?}, returned after {took:?}");
-            assert!(took < Duration::from_secs(5), "asked {wanted:?}, took {took:?}");
+            assert!(
+                took >= wanted,
+                "asked to wait {wanted:?}, returned after {took:?}"
+            );
+            assert!(
+                took < Duration::from_secs(5),
+                "asked {wanted:?}, took {took:?}"
+            );
         }
         Ok(())
     }

@@ -247,10 +247,9 @@ pub fn resume() {
 /// Outside `block_on`, or if the clock is not paused (call [`pause`] first).
 pub async fn advance(duration: Duration) {
     let timers = current();
-    let now = timers
-        .paused
-        .get()
-        .unwrap_or_else(|| panic!("`time::advance` needs a paused clock; call `time::pause` first"));
+    let now = timers.paused.get().unwrap_or_else(|| {
+        panic!("`time::advance` needs a paused clock; call `time::pause` first")
+    });
     timers.paused.set(Some(now + duration));
     timers.fire();
     crate::yield_now().await;

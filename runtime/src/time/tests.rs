@@ -25,38 +25,41 @@ const MS: Duration = Duration::from_millis(1);
 
 #[test]
 fn many_deadlines_fire_in_order_and_equal_ones_all_fire() {
-    bounded("many_deadlines_fire_in_order_and_equal_ones_all_fire", || {
-        block_on(async {
-            pause();
-            let start = now();
-            let log = Rc::new(RefCell::new(Vec::new()));
-            // 40 tasks; deadlines repeat (i % 7), so several share each deadline.
-            let tasks: Vec<_> = (0..40_u32)
-                .map(|i| {
-                    let log = log.clone();
-                    let at = start + MS * ((i * 13) % 7 + 1);
-                    spawn(async move {
-                        sleep_until(at).await;
-                        log.borrow_mut().push((now() - start, i));
+    bounded(
+        "many_deadlines_fire_in_order_and_equal_ones_all_fire",
+        || {
+            block_on(async {
+                pause();
+                let start = now();
+                let log = Rc::new(RefCell::new(Vec::new()));
+                // 40 tasks; deadlines repeat (i % 7), so several share each deadline.
+                let tasks: Vec<_> = (0..40_u32)
+                    .map(|i| {
+                        let log = log.clone();
+                        let at = start + MS * ((i * 13) % 7 + 1);
+                        spawn(async move {
+                            sleep_until(at).await;
+                            log.borrow_mut().push((now() - start, i));
+                        })
                     })
-                })
-                .collect();
-            for t in tasks {
-                t.await.expect("sleeping task");
-            }
-            let log = log.borrow();
-            assert_eq!(log.len(), 40, "fired: {log:?}");
-            for (elapsed, i) in log.iter() {
-                let wanted = MS * ((i * 13) % 7 + 1);
-                assert_eq!(*elapsed, wanted, "task {i} woke at {elapsed:?}");
-            }
-            assert!(
-                log.windows(2).all(|w| w[0].0 <= w[1].0),
-                "out of deadline order: {log:?}"
-            );
-            assert_eq!(pending_timers(), 0);
-        });
-    });
+                    .collect();
+                for t in tasks {
+                    t.await.expect("sleeping task");
+                }
+                let log = log.borrow();
+                assert_eq!(log.len(), 40, "fired: {log:?}");
+                for (elapsed, i) in log.iter() {
+                    let wanted = MS * ((i * 13) % 7 + 1);
+                    assert_eq!(*elapsed, wanted, "task {i} woke at {elapsed:?}");
+                }
+                assert!(
+                    log.windows(2).all(|w| w[0].0 <= w[1].0),
+                    "out of deadline order: {log:?}"
+                );
+                assert_eq!(pending_timers(), 0);
+            });
+        },
+    );
 }
 
 #[test]
@@ -181,7 +184,11 @@ fn interval_reset_and_stream() {
             assert_eq!(ticks.tick().await - start, MS * 5, "first tick at `start`");
             sleep(MS * 2).await;
             ticks.reset();
-            assert_eq!(ticks.tick().await - start, MS * 17, "one period after reset");
+            assert_eq!(
+                ticks.tick().await - start,
+                MS * 17,
+                "one period after reset"
+            );
             let mut stream = pin!(ticks);
             let next = poll_fn(|cx| stream.as_mut().poll_next(cx)).await;
             assert_eq!(next.map(|t| t - start), Some(MS * 27), "as a stream");
@@ -209,26 +216,29 @@ fn an_hour_of_paused_sleep_takes_no_real_time() {
 
 #[test]
 fn advance_wakes_due_timers_before_the_caller_continues() {
-    bounded("advance_wakes_due_timers_before_the_caller_continues", || {
-        block_on(async {
-            pause();
-            let woke = Rc::new(RefCell::new(Vec::new()));
-            for ms in [5_u32, 10, 30] {
-                let woke = woke.clone();
-                spawn(async move {
-                    sleep(MS * ms).await;
-                    woke.borrow_mut().push(ms);
-                });
-            }
-            yield_now().await; // all three sleeps are registered
-            advance(MS * 10).await;
-            assert_eq!(*woke.borrow(), [5, 10], "after advancing 10 ms");
-            advance(MS * 19).await;
-            assert_eq!(*woke.borrow(), [5, 10], "29 ms: the 30 ms timer waits");
-            advance(MS).await;
-            assert_eq!(*woke.borrow(), [5, 10, 30], "after 30 ms");
-        });
-    });
+    bounded(
+        "advance_wakes_due_timers_before_the_caller_continues",
+        || {
+            block_on(async {
+                pause();
+                let woke = Rc::new(RefCell::new(Vec::new()));
+                for ms in [5_u32, 10, 30] {
+                    let woke = woke.clone();
+                    spawn(async move {
+                        sleep(MS * ms).await;
+                        woke.borrow_mut().push(ms);
+                    });
+                }
+                yield_now().await; // all three sleeps are registered
+                advance(MS * 10).await;
+                assert_eq!(*woke.borrow(), [5, 10], "after advancing 10 ms");
+                advance(MS * 19).await;
+                assert_eq!(*woke.borrow(), [5, 10], "29 ms: the 30 ms timer waits");
+                advance(MS).await;
+                assert_eq!(*woke.borrow(), [5, 10, 30], "after 30 ms");
+            });
+        },
+    );
 }
 
 #[test]
@@ -273,44 +283,54 @@ fn pause_misuse_panics_with_clear_messages() {
 
 #[test]
 fn io_wins_the_race_with_a_timeout_and_the_timer_is_gone() -> io::Result<()> {
-    bounded("io_wins_the_race_with_a_timeout_and_the_timer_is_gone", || {
-        block_on(async {
-            let (a, mut b) = socket_pair()?;
-            let a = AsyncFd::new(a)?;
-            a.clear_ready(Direction::Read);
-            let writer = std::thread::spawn(move || b.write_all(b"data").map(|()| b));
-            let mut buf = [0_u8; 8];
-            let n = timeout(Duration::from_secs(30), async {
-                a.io(Direction::Read, |mut s| s.read(&mut buf)).await
+    bounded(
+        "io_wins_the_race_with_a_timeout_and_the_timer_is_gone",
+        || {
+            block_on(async {
+                let (a, mut b) = socket_pair()?;
+                let a = AsyncFd::new(a)?;
+                a.clear_ready(Direction::Read);
+                let writer = std::thread::spawn(move || b.write_all(b"data").map(|()| b));
+                let mut buf = [0_u8; 8];
+                let n = timeout(Duration::from_secs(30), async {
+                    a.io(Direction::Read, |mut s| s.read(&mut buf)).await
+                })
+                .await
+                .expect("data arrives long before 30 s")?;
+                assert_eq!(&buf[..n], b"data");
+                assert_eq!(pending_timers(), 0, "the timeout's timer outlived it");
+                drop(writer.join().expect("writer thread")?);
+                Ok(())
             })
-            .await
-            .expect("data arrives long before 30 s")?;
-            assert_eq!(&buf[..n], b"data");
-            assert_eq!(pending_timers(), 0, "the timeout's timer outlived it");
-            drop(writer.join().expect("writer thread")?);
-            Ok(())
-        })
-    })
+        },
+    )
 }
 
 #[test]
 fn timeout_wins_the_race_with_io_and_the_socket_still_works() -> io::Result<()> {
-    bounded("timeout_wins_the_race_with_io_and_the_socket_still_works", || {
-        block_on(async {
-            let (a, mut b) = socket_pair()?;
-            let a = AsyncFd::new(a)?;
-            a.clear_ready(Direction::Read);
-            let mut buf = [0_u8; 8];
-            let start = std::time::Instant::now();
-            let lost = timeout(MS * 20, a.io(Direction::Read, |mut s| s.read(&mut buf))).await;
-            assert!(lost.is_err(), "nothing was written, yet: {lost:?}");
-            assert!(start.elapsed() >= MS * 20, "timed out early: {:?}", start.elapsed());
-            assert_eq!(pending_timers(), 0);
-            // The abandoned read left the fd usable: a new read gets new data.
-            b.write_all(b"later")?;
-            let n = a.io(Direction::Read, |mut s| s.read(&mut buf)).await?;
-            assert_eq!(&buf[..n], b"later");
-            Ok(())
-        })
-    })
+    bounded(
+        "timeout_wins_the_race_with_io_and_the_socket_still_works",
+        || {
+            block_on(async {
+                let (a, mut b) = socket_pair()?;
+                let a = AsyncFd::new(a)?;
+                a.clear_ready(Direction::Read);
+                let mut buf = [0_u8; 8];
+                let start = std::time::Instant::now();
+                let lost = timeout(MS * 20, a.io(Direction::Read, |mut s| s.read(&mut buf))).await;
+                assert!(lost.is_err(), "nothing was written, yet: {lost:?}");
+                assert!(
+                    start.elapsed() >= MS * 20,
+                    "timed out early: {:?}",
+                    start.elapsed()
+                );
+                assert_eq!(pending_timers(), 0);
+                // The abandoned read left the fd usable: a new read gets new data.
+                b.write_all(b"later")?;
+                let n = a.io(Direction::Read, |mut s| s.read(&mut buf)).await?;
+                assert_eq!(&buf[..n], b"later");
+                Ok(())
+            })
+        },
+    )
 }

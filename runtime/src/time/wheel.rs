@@ -118,6 +118,8 @@ pub(crate) struct Wheel {
     live: usize,
     /// Bumped each time the slab is given back; see [`TimerKey::epoch`].
     epoch: u32,
+    /// Buffer for sorting the `expired` list; kept to avoid an allocation per fire.
+    scratch: Vec<u32>,
 }
 
 /// The level for a timer due at `deadline` when the wheel stands at `elapsed`: the
@@ -157,6 +159,7 @@ impl Default for Wheel {
             free: NIL,
             live: 0,
             epoch: 0,
+            scratch: Vec::new(),
         }
     }
 }
@@ -299,8 +302,7 @@ impl Wheel {
     /// their wakers are appended to `fired` in deadline order (ties in insertion
     /// order), for the caller to wake outside any borrow.
     pub(crate) fn advance(&mut self, now: u64, fired: &mut Vec<Waker>) {
-        let mut list = std::mem::replace(&mut self.expired, List::EMPTY);
-        self.fire_list(&mut list, fired);
+        self.fire_expired(fired);
         while let Some((level, slot, start)) = self.next_slot() {
             if start > now {
                 break;
@@ -313,6 +315,27 @@ impl Wheel {
             self.fire_list(&mut list, fired);
         }
         self.elapsed = self.elapsed.max(now);
+    }
+
+    /// Fires the `expired` list, whose entries are all due, in deadline order (ties
+    /// in link order: the sort is stable).
+    fn fire_expired(&mut self, fired: &mut Vec<Waker>) {
+        if self.expired.head == NIL {
+            return;
+        }
+        let mut order = std::mem::take(&mut self.scratch);
+        let mut index = self.expired.head;
+        while index != NIL {
+            order.push(index);
+            index = self.entries[index as usize].next;
+        }
+        self.expired = List::EMPTY;
+        order.sort_by_key(|&i| self.entries[i as usize].deadline);
+        for &index in &order {
+            fired.extend(self.release(index));
+        }
+        order.clear();
+        self.scratch = order;
     }
 
     /// Fires the due entries of a detached list; relinks the others.
@@ -333,7 +356,9 @@ impl Wheel {
         *list = List::EMPTY;
     }
 
-    /// Links entry `index` at the tail of the list its deadline belongs to.
+    /// Links entry `index` at the tail of the list its deadline belongs to. (The
+    /// `expired` list is put in deadline order when it fires, not here, so an insert
+    /// stays O(1) whatever order due timers arrive in.)
     fn link(&mut self, index: u32) {
         let deadline = self.entries[index as usize].deadline;
         let (list, place) = if deadline <= self.elapsed {

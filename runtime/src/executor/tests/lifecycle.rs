@@ -241,7 +241,11 @@ fn block_on_tightens_timer_slack_and_restores_it() -> io::Result<()> {
         prctl::set_timer_slack(123_000)?;
         let inside = block_on(async { prctl::timer_slack() })?;
         assert_eq!(inside, 1_000, "timer slack inside block_on (ns)");
-        assert_eq!(prctl::timer_slack()?, 123_000, "timer slack after block_on (ns)");
+        assert_eq!(
+            prctl::timer_slack()?,
+            123_000,
+            "timer slack after block_on (ns)"
+        );
         Ok(())
     })
 }
