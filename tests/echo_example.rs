@@ -261,7 +261,9 @@ fn echo_example_with_idle_connections_uses_no_cpu() -> io::Result<()> {
     with_timeout(300, "echo example idle", || {
         let (mut server, addr) = start_example()?;
         let pid = server.child_mut().id();
-        let mut clients = (0..50).map(|_| std_connect(addr)).collect::<io::Result<Vec<_>>>()?;
+        let mut clients = (0..50)
+            .map(|_| std_connect(addr))
+            .collect::<io::Result<Vec<_>>>()?;
         for (i, c) in clients.iter_mut().enumerate() {
             let msg = format!("hello {i}");
             let echoed = std_roundtrip(c, msg.as_bytes())?;
