@@ -175,12 +175,17 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
                 core.executor.schedule(id);
             }
         }
-        if next_timer.is_some() {
-            if paused && !busy && !core.executor.has_ready() && !main.is_queued() {
-                core.timers.auto_advance();
-            }
-            core.timers.fire();
+        if next_timer.is_some()
+            && paused
+            && !busy
+            && !core.executor.has_ready()
+            && !main.is_queued()
+        {
+            core.timers.auto_advance();
         }
+        // Every turn, timers or not: it also brings the wheel's notion of "now" up
+        // to date, against which new sleeps check whether they are over already.
+        core.timers.fire();
     }
 }
 

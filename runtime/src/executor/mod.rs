@@ -74,8 +74,11 @@ struct Slot {
 struct Task {
     /// The future; `None` while it is being polled (taken out so no borrow is held).
     future: Option<BoxFuture>,
-    /// The task's waker, created once at spawn so a poll allocates nothing.
-    waker: Arc<TaskWaker>,
+    /// The task's shared state: its `queued` flag.
+    shared: Arc<TaskWaker>,
+    /// `shared` as a `Waker`, made once at spawn and moved out for each poll (like
+    /// the future), so a poll neither allocates nor touches the reference count.
+    waker: Option<Waker>,
 }
 
 impl Executor {
@@ -127,7 +130,8 @@ impl Executor {
             let waker = Arc::new(TaskWaker::new(id, self.inbox.clone()));
             slot.task = Some(Task {
                 future: Some(Box::pin(spawned)),
-                waker: waker.clone(),
+                shared: waker.clone(),
+                waker: Some(Waker::from(waker.clone())),
             });
             tasks.live += 1;
             waker
@@ -172,38 +176,36 @@ impl Executor {
             let Some(task) = slot.task.as_mut() else {
                 return;
             };
-            let Some(future) = task.future.take() else {
+            let (Some(future), Some(waker)) = (task.future.take(), task.waker.take()) else {
                 return;
             };
-            (future, task.waker.clone())
+            // Cleared before the poll: a wake during it queues the task again.
+            task.shared.take_queued();
+            (future, waker)
         };
-        waker.take_queued();
-        let as_waker = Waker::from(waker);
-        let mut cx = Context::from_waker(&as_waker);
-        if future.as_mut().poll(&mut cx).is_pending() {
-            let mut tasks = self.tasks.borrow_mut();
-            let task = tasks.slots[id.index as usize]
+        let mut cx = Context::from_waker(&waker);
+        let done = future.as_mut().poll(&mut cx).is_ready();
+        let mut tasks = self.tasks.borrow_mut();
+        let slot = &mut tasks.slots[id.index as usize];
+        if !done {
+            let task = slot
                 .task
                 .as_mut()
                 .expect("task slot freed while its task was being polled");
             task.future = Some(future);
+            task.waker = Some(waker);
             return;
         }
-        let task = {
-            let mut tasks = self.tasks.borrow_mut();
-            let slot = &mut tasks.slots[id.index as usize];
-            let task = slot.task.take();
-            slot.generation = slot.generation.wrapping_add(1);
-            tasks.free.push(id.index);
-            tasks.live -= 1;
-            task
-        };
+        let task = slot.task.take();
+        slot.generation = slot.generation.wrapping_add(1);
+        tasks.free.push(id.index);
+        tasks.live -= 1;
+        drop(tasks);
         if let Some(task) = &task {
-            task.waker.retire();
+            task.shared.retire();
         }
-        // The finished wrapper (and its waker) are dropped outside the borrow.
-        drop(task);
-        drop(future);
+        // The finished wrapper and its wakers are dropped outside the borrow.
+        drop((task, waker, future));
     }
 
     /// Drops every task, inside the runtime context so destructors may still
@@ -222,7 +224,7 @@ impl Executor {
                 let Tasks { slots, free, live } = &mut *tasks;
                 for (index, slot) in slots.iter_mut().enumerate() {
                     if let Some(task) = slot.task.take() {
-                        task.waker.retire();
+                        task.shared.retire();
                         slot.generation = slot.generation.wrapping_add(1);
                         free.push(u32::try_from(index).expect("slot index fits in u32"));
                         *live -= 1;

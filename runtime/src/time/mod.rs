@@ -74,39 +74,56 @@ impl Timers {
 
     /// The tick of `deadline`, rounded up: a timer must not fire before it.
     fn tick_ceil(&self, deadline: Instant) -> u64 {
-        let ns = deadline.saturating_duration_since(self.base).as_nanos();
-        u64::try_from(ns.div_ceil(1000)).map_or(MAX_TICK, |t| t.min(MAX_TICK))
+        let d = deadline.saturating_duration_since(self.base);
+        // No u128 arithmetic: this runs for every timer.
+        let us = u64::from(d.subsec_nanos().div_ceil(1000));
+        d.as_secs()
+            .saturating_mul(1_000_000)
+            .saturating_add(us)
+            .min(MAX_TICK)
     }
 
     /// The tick of `now`, rounded down: only what is due by then fires.
     fn tick_floor(&self, now: Instant) -> u64 {
-        let us = now.saturating_duration_since(self.base).as_micros();
-        u64::try_from(us).map_or(MAX_TICK, |t| t.min(MAX_TICK))
+        let d = now.saturating_duration_since(self.base);
+        d.as_secs()
+            .saturating_mul(1_000_000)
+            .saturating_add(u64::from(d.subsec_micros()))
+            .min(MAX_TICK)
     }
 
-    /// Adds a timer; returns its key.
-    pub(crate) fn insert(&self, deadline: Instant, waker: Waker) -> TimerKey {
+    /// Adds a timer for `waker`, unless `deadline` had passed when the timers were
+    /// last fired (each loop turn): then `None`, and the sleep is over without a
+    /// clock read.
+    pub(crate) fn insert_unless_passed(
+        &self,
+        deadline: Instant,
+        waker: &Waker,
+    ) -> Option<TimerKey> {
         let tick = self.tick_ceil(deadline);
-        self.wheel.borrow_mut().insert(tick, waker)
+        if tick <= self.wheel.borrow().elapsed() {
+            return None;
+        }
+        // Cloned outside the borrow: a foreign waker's clone may run arbitrary code.
+        let waker = waker.clone();
+        Some(self.wheel.borrow_mut().insert(tick, waker))
     }
 
-    /// Makes the timer `key` wake `waker`; returns the key to keep (a new one if
-    /// `key` had fired meanwhile and the timer had to be added again).
-    pub(crate) fn update(&self, key: TimerKey, deadline: Instant, waker: &Waker) -> TimerKey {
+    /// Whether the timer `key` is still pending (not fired, not removed).
+    pub(crate) fn is_pending(&self, key: TimerKey) -> bool {
+        self.wheel.borrow().contains(key)
+    }
+
+    /// Makes the pending timer `key` wake `waker`'s task.
+    pub(crate) fn update_waker(&self, key: TimerKey, waker: &Waker) {
         if self.wheel.borrow().will_wake(key, waker) {
-            return key;
+            return;
         }
         // Cloned, and the old waker dropped, outside the borrow: a foreign waker's
         // clone or drop may run arbitrary code.
         let new = waker.clone();
-        let result = self.wheel.borrow_mut().set_waker(key, new);
-        match result {
-            Ok(old) => {
-                drop(old);
-                key
-            }
-            Err(new) => self.insert(deadline, new),
-        }
+        let old = self.wheel.borrow_mut().set_waker(key, new);
+        drop(old);
     }
 
     /// Moves the timer `key` to `deadline`; false if it is no longer pending.
@@ -132,13 +149,16 @@ impl Timers {
     /// Wakes every timer due by now, in deadline order.
     pub(crate) fn fire(&self) {
         let now = self.tick_floor(self.now());
-        let mut fired = std::mem::take(&mut *self.fired.borrow_mut());
-        {
+        let mut fired = {
             let mut wheel = self.wheel.borrow_mut();
-            if wheel.next_expiration().is_some_and(|t| t <= now) || wheel.elapsed() < now {
-                wheel.advance(now, &mut fired);
+            if !wheel.next_expiration().is_some_and(|t| t <= now) {
+                wheel.advance(now, &mut Vec::new()); // nothing due: only moves `elapsed`
+                return;
             }
-        }
+            let mut fired = std::mem::take(&mut *self.fired.borrow_mut());
+            wheel.advance(now, &mut fired);
+            fired
+        };
         for waker in fired.drain(..) {
             waker.wake();
         }

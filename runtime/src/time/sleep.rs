@@ -38,7 +38,8 @@ pub fn sleep(duration: Duration) -> Sleep {
 }
 
 /// Waits until `deadline` on the runtime's clock (see [`now`](super::now)). A
-/// deadline in the past completes at the first poll.
+/// deadline that passed before the event loop's last turn completes at the first
+/// poll; a later one (as with `sleep(Duration::ZERO)`) at the loop's next turn.
 ///
 /// # Panics
 ///
@@ -98,28 +99,35 @@ impl Future for Sleep {
                  `edgeloop::block_on`"
             )
         });
-        if current.now() >= self.deadline {
-            if let Some((timers, key)) = self.entry.take() {
-                timers.remove(key);
+        let deadline = self.deadline;
+        if let Some((timers, key)) = &mut self.entry
+            && Rc::ptr_eq(timers, &current)
+        {
+            // Registered here: the wheel fires the timer when it is due and never
+            // before, so no clock read is needed. A key that is no longer pending
+            // fired (only this sleep removes or moves its own timer).
+            if timers.is_pending(*key) {
+                timers.update_waker(*key, cx.waker());
+                return Poll::Pending;
             }
+            self.entry = None;
             return Poll::Ready(());
         }
-        let deadline = self.deadline;
-        match &mut self.entry {
-            Some((timers, key)) if Rc::ptr_eq(timers, &current) => {
-                *key = timers.update(*key, deadline, cx.waker());
-            }
-            entry => {
-                // First poll, or first poll in this runtime: a timer left in an
-                // earlier runtime's wheel would never fire.
-                if let Some((old, key)) = entry.take() {
-                    old.remove(key);
-                }
-                let key = current.insert(deadline, cx.waker().clone());
-                *entry = Some((current, key));
+        // First poll, or first poll in this runtime (a timer left in an earlier
+        // runtime's wheel would never fire).
+        if let Some((old, key)) = self.entry.take() {
+            old.remove(key);
+        }
+        // Compared with the time of the loop's last turn, not the clock: a deadline
+        // that passed since then (`sleep(ZERO)`, say) is simply fired by the wheel
+        // at the next turn, which saves a clock read per timer.
+        match current.insert_unless_passed(deadline, cx.waker()) {
+            None => Poll::Ready(()),
+            Some(key) => {
+                self.entry = Some((current, key));
+                Poll::Pending
             }
         }
-        Poll::Pending
     }
 }
 

@@ -63,20 +63,37 @@ fn many_deadlines_fire_in_order_and_equal_ones_all_fire() {
 }
 
 #[test]
-fn zero_and_past_deadlines_complete_at_the_first_poll() {
-    bounded("zero_and_past_deadlines_complete_at_the_first_poll", || {
-        block_on(async {
-            for mut s in [
-                Box::pin(sleep(Duration::ZERO)),
-                Box::pin(sleep_until(now() - Duration::from_secs(1))),
-            ] {
-                let first = poll_fn(|cx| Poll::Ready(s.as_mut().poll(cx))).await;
-                assert!(first.is_ready(), "not ready at once: {s:?}");
-                assert!(s.is_elapsed());
-            }
-            assert_eq!(pending_timers(), 0, "a ready sleep left a timer behind");
-        });
-    });
+fn past_deadlines_complete_at_the_first_poll_and_zero_ones_at_the_next_turn() {
+    bounded(
+        "past_deadlines_complete_at_the_first_poll_and_zero_ones_at_the_next_turn",
+        || {
+            block_on(async {
+                yield_now().await; // one loop turn: the wheel's "now" is current
+                let mut past = Box::pin(sleep_until(now() - Duration::from_secs(1)));
+                let first = poll_fn(|cx| Poll::Ready(past.as_mut().poll(cx))).await;
+                assert!(
+                    first.is_ready(),
+                    "past deadline not ready at once: {past:?}"
+                );
+                assert!(past.is_elapsed());
+
+                // Due now: no clock read at the poll, so the wheel fires it at the
+                // loop's next turn, never before its deadline.
+                let start = std::time::Instant::now();
+                let mut zero = Box::pin(sleep(Duration::ZERO));
+                let deadline = zero.deadline();
+                zero.as_mut().await;
+                assert!(zero.is_elapsed());
+                assert!(now() >= deadline, "fired before its deadline");
+                assert!(
+                    start.elapsed() < Duration::from_secs(5),
+                    "took {:?}",
+                    start.elapsed()
+                );
+                assert_eq!(pending_timers(), 0, "a finished sleep left a timer behind");
+            });
+        },
+    );
 }
 
 #[test]
