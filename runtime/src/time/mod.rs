@@ -151,7 +151,7 @@ impl Timers {
         let now = self.tick_floor(self.now());
         let mut fired = {
             let mut wheel = self.wheel.borrow_mut();
-            if !wheel.next_expiration().is_some_and(|t| t <= now) {
+            if wheel.next_expiration().is_none_or(|t| t > now) {
                 wheel.advance(now, &mut Vec::new()); // nothing due: only moves `elapsed`
                 return;
             }
