@@ -1,7 +1,7 @@
 //! Time: [`sleep`], [`timeout`], [`interval`], and a clock that tests can pause.
 //!
-//! Every runtime has one timer driver ([`Timers`]): a hierarchical timing wheel with
-//! microsecond ticks ([`wheel`]) and the runtime's clock. The event loop asks it for
+//! Every runtime has one timer driver (`Timers`): a hierarchical timing wheel with
+//! microsecond ticks (`wheel.rs`) and the runtime's clock. The event loop asks it for
 //! the next deadline, which becomes the `epoll_pwait2` timeout (nanoseconds; on old
 //! kernels `epoll_wait`, rounded up to the millisecond), and fires what has expired
 //! after each turn. A runtime with no timer and no ready task sleeps in epoll without
