@@ -73,6 +73,7 @@ impl Timers {
     }
 
     /// The tick of `deadline`, rounded up: a timer must not fire before it.
+    #[inline]
     fn tick_ceil(&self, deadline: Instant) -> u64 {
         let d = deadline.saturating_duration_since(self.base);
         // No u128 arithmetic: this runs for every timer.
@@ -95,6 +96,7 @@ impl Timers {
     /// Adds a timer for `waker`, unless `deadline` had passed when the timers were
     /// last fired (each loop turn): then `None`, and the sleep is over without a
     /// clock read.
+    #[inline]
     pub(crate) fn insert_unless_passed(
         &self,
         deadline: Instant,
@@ -133,6 +135,7 @@ impl Timers {
     }
 
     /// Cancels a timer and frees its entry.
+    #[inline]
     pub(crate) fn remove(&self, key: TimerKey) {
         let waker = self.wheel.borrow_mut().remove(key);
         // Dropped outside the borrow: a foreign waker's drop may run arbitrary code.

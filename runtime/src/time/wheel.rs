@@ -125,6 +125,7 @@ pub(crate) struct Wheel {
 /// The level for a timer due at `deadline` when the wheel stands at `elapsed`: the
 /// 6-bit group of the highest bit in which the two differ (level 0 if they differ
 /// only in the lowest group).
+#[inline]
 fn level_for(elapsed: u64, deadline: u64) -> usize {
     let masked = (elapsed ^ deadline) | (SLOTS as u64 - 1);
     let significant = 63 - masked.leading_zeros() as usize;
@@ -142,6 +143,7 @@ fn level_range(level: usize) -> u64 {
 }
 
 /// The slot of `deadline` at `level`.
+#[inline]
 fn slot_for(deadline: u64, level: usize) -> usize {
     ((deadline >> (SLOT_BITS as usize * level)) & (SLOTS as u64 - 1)) as usize
 }
@@ -177,6 +179,7 @@ impl Wheel {
     }
 
     /// Adds a timer due at tick `deadline` (clamped to [`MAX_TICK`]).
+    #[inline]
     pub(crate) fn insert(&mut self, deadline: u64, waker: Waker) -> TimerKey {
         let index = match self.free {
             NIL => {
@@ -212,6 +215,7 @@ impl Wheel {
     }
 
     /// The pending entry `key` names, if it is still pending.
+    #[inline]
     fn find(&self, key: TimerKey) -> Option<&Entry> {
         if key.epoch != self.epoch {
             return None;
@@ -222,6 +226,7 @@ impl Wheel {
     }
 
     /// Whether `key` names a pending timer.
+    #[inline]
     pub(crate) fn contains(&self, key: TimerKey) -> bool {
         self.find(key).is_some()
     }
@@ -259,6 +264,7 @@ impl Wheel {
 
     /// Cancels a pending timer and frees its entry; returns its waker. A stale key
     /// (the timer fired or was removed) does nothing.
+    #[inline]
     pub(crate) fn remove(&mut self, key: TimerKey) -> Option<Waker> {
         if !self.contains(key) {
             return None;
@@ -359,6 +365,7 @@ impl Wheel {
     /// Links entry `index` at the tail of the list its deadline belongs to. (The
     /// `expired` list is put in deadline order when it fires, not here, so an insert
     /// stays O(1) whatever order due timers arrive in.)
+    #[inline]
     fn link(&mut self, index: u32) {
         let deadline = self.entries[index as usize].deadline;
         let (list, place) = if deadline <= self.elapsed {
@@ -390,6 +397,7 @@ impl Wheel {
     }
 
     /// Unlinks entry `index` from whichever list holds it.
+    #[inline]
     fn unlink(&mut self, index: u32) {
         let (prev, next, place) = {
             let e = &self.entries[index as usize];
@@ -420,6 +428,7 @@ impl Wheel {
 
     /// Puts an unlinked entry on the free list; returns its waker. Gives the whole
     /// slab back once no timer is left, so a burst of timers leaves nothing behind.
+    #[inline]
     fn release(&mut self, index: u32) -> Option<Waker> {
         let entry = &mut self.entries[index as usize];
         let waker = entry.waker.take();
