@@ -105,3 +105,40 @@ impl Table {
         print!("{}", self.render());
     }
 }
+
+/// The closing table of a side-by-side run: for each figure, the median over the
+/// rounds of each runtime (`records[0]` edgeloop, `records[1]` tokio, as
+/// [`Which::BOTH`](crate::Which::BOTH)) and their ratio.
+///
+/// # Examples
+///
+/// ```
+/// let records = [vec![1.0, 3.0, 2.0], vec![4.0, 4.0, 5.0]];
+/// let table = edgeloop_bench::table::medians_table(&records, [("wall", "ms", |r: &f64| *r)]);
+/// assert!(table.render().contains("0.50x"), "{}", table.render());
+/// ```
+pub fn medians_table<R, F>(
+    records: &[Vec<R>],
+    rows: impl IntoIterator<Item = (&'static str, &'static str, F)>,
+) -> Table
+where
+    F: Fn(&R) -> f64,
+{
+    use crate::stats::{median, one_decimal, ratio};
+    let mut table =
+        Table::new(&["figure", "unit", "edgeloop", "tokio", "edgeloop/tokio"]).left_columns(2);
+    for (name, unit, get) in rows {
+        let per_runtime: Vec<f64> = records
+            .iter()
+            .map(|runs| median(&runs.iter().map(&get).collect::<Vec<_>>()))
+            .collect();
+        table.row([
+            name.to_owned(),
+            unit.to_owned(),
+            one_decimal(per_runtime[0]),
+            one_decimal(per_runtime[1]),
+            ratio(per_runtime[0], per_runtime[1]),
+        ]);
+    }
+    table
+}

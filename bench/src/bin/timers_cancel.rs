@@ -42,8 +42,7 @@ use edgeloop_bench::child::{self, Record};
 use edgeloop_bench::proc_self::{
     cpus_allowed, involuntary_switches, load_average, peak_rss_kib, rss_kib, thread_cpu_time,
 };
-use edgeloop_bench::stats::{median, one_decimal, ratio};
-use edgeloop_bench::{Args, Edgeloop, Runtime, Table, Tokio, Which, XorShift};
+use edgeloop_bench::{Args, Edgeloop, Runtime, Tokio, Which, XorShift};
 
 const USAGE: &str = "usage: timers_cancel [--rounds N] [--timers N] [--seed N] \
                      [--child edgeloop|tokio --mode batch|one-by-one]";
@@ -256,21 +255,7 @@ fn main() {
             "each cell is the median over {rounds} rounds; load average now: {}",
             load_average()
         );
-        let mut table =
-            Table::new(&["figure", "unit", "edgeloop", "tokio", "edgeloop/tokio"]).left_columns(2);
-        for (name, unit, get) in ROWS {
-            let per_runtime: Vec<f64> = records
-                .iter()
-                .map(|runs| median(&runs.iter().map(get).collect::<Vec<_>>()))
-                .collect();
-            table.row([
-                name.to_owned(),
-                unit.to_owned(),
-                one_decimal(per_runtime[0]),
-                one_decimal(per_runtime[1]),
-                ratio(per_runtime[0], per_runtime[1]),
-            ]);
-        }
+        let table = edgeloop_bench::table::medians_table(&records, ROWS);
         table.print();
     }
 }

@@ -255,8 +255,8 @@ impl Reactor {
         Ok(notified)
     }
 
-    /// Adds `fd` to the epoll set; returns its slot index and generation.
-    fn register(&self, fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    /// Adds `fd` to the epoll set; returns its slot index.
+    fn register(&self, fd: BorrowedFd<'_>) -> io::Result<u32> {
         let mut guard = self.state.borrow_mut();
         let state = &mut *guard;
         let Some(ep) = state.epoll.as_ref() else {
@@ -289,7 +289,7 @@ impl Reactor {
         slot.fd = fd.as_raw_fd();
         slot.ready = READ | WRITE;
         slot.armed = 0;
-        Ok((index, generation))
+        Ok(index)
     }
 
     /// Removes the fd from the epoll set (before its owner closes it) and releases the

@@ -51,7 +51,7 @@ impl Registration {
                  the future passed to `edgeloop::block_on`"
             )
         });
-        let (index, _generation) = reactor.register(fd)?;
+        let index = reactor.register(fd)?;
         Ok(Registration {
             reactor,
             index,

@@ -152,16 +152,10 @@ impl Timers {
     /// Wakes every timer due by now, in deadline order.
     pub(crate) fn fire(&self) {
         let now = self.tick_floor(self.now());
-        let mut fired = {
-            let mut wheel = self.wheel.borrow_mut();
-            if wheel.next_expiration().is_none_or(|t| t > now) {
-                wheel.advance(now, &mut Vec::new()); // nothing due: only moves `elapsed`
-                return;
-            }
-            let mut fired = std::mem::take(&mut *self.fired.borrow_mut());
-            wheel.advance(now, &mut fired);
-            fired
-        };
+        // Also when nothing is due: moving `elapsed` up is what lets new sleeps
+        // decide "over already" without reading the clock.
+        let mut fired = std::mem::take(&mut *self.fired.borrow_mut());
+        self.wheel.borrow_mut().advance(now, &mut fired);
         for waker in fired.drain(..) {
             waker.wake();
         }
