@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
-use super::task::SharedState;
+use super::task::JoinableRef;
 
 /// An owned permission to await a spawned task's result.
 ///
@@ -32,15 +32,15 @@ use super::task::SharedState;
 /// assert_eq!(n.unwrap(), 42);
 /// ```
 pub struct JoinHandle<T> {
-    /// Shared with the task, which fills in the output.
-    state: SharedState<T>,
+    /// The task itself, which fills in the output.
+    cell: JoinableRef<T>,
     /// The task's own waker, to make it run (and drop its future) after `abort`.
     task: Waker,
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(state: SharedState<T>, task: Waker) -> Self {
-        JoinHandle { state, task }
+    pub(crate) fn new(cell: JoinableRef<T>, task: Waker) -> Self {
+        JoinHandle { cell, task }
     }
 
     /// Cancels the task. Its future is dropped the next time the runtime gets to it
@@ -60,7 +60,7 @@ impl<T> JoinHandle<T> {
     /// ```
     pub fn abort(&self) {
         let finished = {
-            let mut state = self.state.borrow_mut();
+            let mut state = self.cell.state().borrow_mut();
             state.cancel_requested = true;
             state.finished
         };
@@ -71,7 +71,7 @@ impl<T> JoinHandle<T> {
 
     /// Whether the task has finished: returned, panicked, or been cancelled.
     pub fn is_finished(&self) -> bool {
-        self.state.borrow().finished
+        self.cell.state().borrow().finished
     }
 }
 
@@ -80,7 +80,7 @@ impl<T> Future for JoinHandle<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let stored = {
-            let mut state = self.state.borrow_mut();
+            let mut state = self.cell.state().borrow_mut();
             if let Some(output) = state.output.take() {
                 return Poll::Ready(output);
             }
@@ -97,7 +97,7 @@ impl<T> Future for JoinHandle<T> {
             // Cloned, and the old one dropped, outside the borrow: a foreign waker's
             // clone or drop may run arbitrary code.
             let new = cx.waker().clone();
-            let old = self.state.borrow_mut().join_waker.replace(new);
+            let old = self.cell.state().borrow_mut().join_waker.replace(new);
             drop(old);
         }
         Poll::Pending

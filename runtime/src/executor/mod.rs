@@ -21,15 +21,11 @@ pub use join_handle::{JoinError, JoinHandle};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Waker};
 
-use task::Spawned;
+use task::RunnableRef;
 use waker::{Inbox, TaskId, TaskWaker};
-
-/// A type-erased spawned future.
-type BoxFuture = Pin<Box<dyn Future<Output = ()>>>;
 
 /// Run queue and task table of one runtime.
 #[derive(Debug)]
@@ -72,13 +68,24 @@ struct Slot {
 }
 
 struct Task {
-    /// The future; `None` while it is being polled (taken out so no borrow is held).
-    future: Option<BoxFuture>,
+    /// The task cell; `None` while it is being polled (taken out so no borrow is
+    /// held).
+    future: Option<RunnableRef>,
     /// The task's shared state: its `queued` flag.
     shared: Arc<TaskWaker>,
     /// `shared` as a `Waker`, made once at spawn and moved out for each poll (like
     /// the future), so a poll neither allocates nor touches the reference count.
     waker: Option<Waker>,
+}
+
+impl Drop for Task {
+    /// A task dropped before it finished (at shutdown) drops its future now and
+    /// records "cancelled" for its handle.
+    fn drop(&mut self) {
+        if let Some(future) = self.future.take() {
+            future.as_ref().cancel();
+        }
+    }
 }
 
 impl Executor {
@@ -102,12 +109,10 @@ impl Executor {
         F: Future + 'static,
         F::Output: 'static,
     {
-        let state = task::new_state();
-        let spawned = Spawned::new(future, state.clone());
+        let (runnable, joinable) = task::new_task(future);
         if self.shutting_down.get() {
-            // Dropping it records "cancelled" for the handle.
-            drop(spawned);
-            return JoinHandle::new(state, Waker::noop().clone());
+            runnable.as_ref().cancel();
+            return JoinHandle::new(joinable, Waker::noop().clone());
         }
         let waker = {
             let mut tasks = self.tasks.borrow_mut();
@@ -129,7 +134,7 @@ impl Executor {
             };
             let waker = Arc::new(TaskWaker::new(id, self.inbox.clone()));
             slot.task = Some(Task {
-                future: Some(Box::pin(spawned)),
+                future: Some(runnable),
                 shared: waker.clone(),
                 waker: Some(Waker::from(waker.clone())),
             });
@@ -137,7 +142,7 @@ impl Executor {
             waker
         };
         self.run_queue.borrow_mut().push_back(waker.id);
-        JoinHandle::new(state, Waker::from(waker))
+        JoinHandle::new(joinable, Waker::from(waker))
     }
 
     /// Puts a woken task at the back of the run queue. The `block_on` future is not
@@ -165,7 +170,7 @@ impl Executor {
     }
 
     fn poll_task(&self, id: TaskId) {
-        let (mut future, waker) = {
+        let (future, waker) = {
             let mut tasks = self.tasks.borrow_mut();
             let Some(slot) = tasks.slots.get_mut(id.index as usize) else {
                 return;
@@ -184,7 +189,7 @@ impl Executor {
             (future, waker)
         };
         let mut cx = Context::from_waker(&waker);
-        let done = future.as_mut().poll(&mut cx).is_ready();
+        let done = future.as_ref().run(&mut cx).is_ready();
         let mut tasks = self.tasks.borrow_mut();
         let slot = &mut tasks.slots[id.index as usize];
         if !done {

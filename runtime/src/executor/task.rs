@@ -1,10 +1,16 @@
-//! What the executor stores per spawned task: the user's future wrapped in
-//! [`Spawned`], which catches panics, honours `abort`, and hands the output to the
-//! [`JoinHandle`](super::JoinHandle) through a shared [`JoinState`].
+//! What the executor stores per spawned task: one reference-counted [`TaskCell`]
+//! holding both the user's future and the [`JoinState`] its
+//! [`JoinHandle`](super::JoinHandle) reads, so a task costs one allocation (plus its
+//! waker) and a poll touches one block of memory.
+//!
+//! The executor sees the cell as a [`Runnable`], the handle as a [`Joinable`]. The
+//! cell catches panics, honours `abort`, and drops the future in place as soon as the
+//! task finishes or is cancelled; the memory itself goes when the last of the two
+//! references does.
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -26,47 +32,6 @@ pub(crate) struct JoinState<T> {
     pub(crate) join_waker: Option<Waker>,
 }
 
-/// Shared pointer to a [`JoinState`].
-pub(crate) type SharedState<T> = Rc<RefCell<JoinState<T>>>;
-
-pub(crate) fn new_state<T>() -> SharedState<T> {
-    Rc::new(RefCell::new(JoinState {
-        output: None,
-        finished: false,
-        cancel_requested: false,
-        join_waker: None,
-    }))
-}
-
-/// Records `result` (unless something finished first) and wakes the joiner.
-fn complete<T>(state: &SharedState<T>, result: Result<T, JoinError>) {
-    let waker = {
-        let mut s = state.borrow_mut();
-        if s.finished {
-            return;
-        }
-        s.finished = true;
-        s.output = Some(result);
-        s.join_waker.take()
-    };
-    // Woken outside the borrow: the joiner may be polled from inside `wake`.
-    if let Some(w) = waker {
-        w.wake();
-    }
-}
-
-/// Records "cancelled" when the task is dropped before it finished (by `abort`, or
-/// at shutdown). It is the last field of [`Spawned`], so it runs after the future's
-/// own destructor.
-#[derive(Debug)]
-struct CancelOnDrop<T>(SharedState<T>);
-
-impl<T> Drop for CancelOnDrop<T> {
-    fn drop(&mut self) {
-        complete(&self.0, Err(JoinError::cancelled()));
-    }
-}
-
 pin_project! {
     #[project = StageProj]
     enum Stage<F> {
@@ -75,58 +40,151 @@ pin_project! {
     }
 }
 
-pin_project! {
-    /// A spawned future, type-erased by the executor to `Future<Output = ()>`.
-    pub(crate) struct Spawned<F: Future> {
-        #[pin]
-        stage: Stage<F>,
-        state: CancelOnDrop<F::Output>,
-    }
+/// A spawned task: its join state and its future, in one allocation.
+struct TaskCell<F: Future> {
+    state: RefCell<JoinState<F::Output>>,
+    /// Structurally pinned: the cell lives in a `Pin<Rc<..>>`, and the stage is only
+    /// ever changed in place through `Pin::set` (which drops the old value where it
+    /// lies), never moved out.
+    stage: RefCell<Stage<F>>,
 }
 
-impl<F: Future> Spawned<F> {
-    pub(crate) fn new(future: F, state: SharedState<F::Output>) -> Self {
-        Spawned {
-            stage: Stage::Running { future },
-            state: CancelOnDrop(state),
+/// The executor's view of a task.
+pub(crate) trait Runnable {
+    /// Polls the future once (or drops it, if `abort` was called). `Ready` means the
+    /// task is over and its outcome has been handed to the `JoinHandle`.
+    fn run(self: Pin<&Self>, cx: &mut Context<'_>) -> Poll<()>;
+
+    /// Drops the future now, if it has not finished, and records "cancelled" for the
+    /// handle. Re-raises a panic from the future's destructor after recording.
+    fn cancel(self: Pin<&Self>);
+}
+
+/// The `JoinHandle`'s view of a task.
+pub(crate) trait Joinable<T> {
+    /// The state the handle reads and the task fills in.
+    fn state(&self) -> &RefCell<JoinState<T>>;
+}
+
+/// A task as the executor holds it.
+pub(crate) type RunnableRef = Pin<Rc<dyn Runnable>>;
+/// A task as its handle holds it.
+pub(crate) type JoinableRef<T> = Pin<Rc<dyn Joinable<T>>>;
+
+/// Makes the cell for `future`: one reference for the executor, one for the handle.
+pub(crate) fn new_task<F>(future: F) -> (RunnableRef, JoinableRef<F::Output>)
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let cell = Rc::pin(TaskCell {
+        state: RefCell::new(JoinState {
+            output: None,
+            finished: false,
+            cancel_requested: false,
+            join_waker: None,
+        }),
+        stage: RefCell::new(Stage::Running { future }),
+    });
+    (cell.clone(), cell)
+}
+
+impl<F: Future> TaskCell<F> {
+    /// The stage, pinned.
+    ///
+    /// The returned guard must not be held while anything could reach this same
+    /// cell's stage again; only `run` and `cancel` use it, and neither re-enters.
+    // The runtime's one `unsafe` outside `sys`: a pin projection through `RefCell`.
+    #[allow(unsafe_code)]
+    fn with_stage<R>(self: Pin<&Self>, f: impl FnOnce(Pin<&mut Stage<F>>) -> R) -> R {
+        let mut guard = self.get_ref().stage.borrow_mut();
+        // SAFETY: `self` is pinned, and `stage` is structurally pinned (see the
+        // field's doc): nothing moves a `Stage` out of this cell or swaps it, the
+        // `RefCell` is never replaced, and the value is dropped in place (by
+        // `Pin::set` or with the cell). So the `Stage` stays at this address until
+        // it is dropped, which is what `Pin` requires.
+        let pinned = unsafe { Pin::new_unchecked(&mut *guard) };
+        f(pinned)
+    }
+
+    /// Records `result` (unless something finished first) and wakes the joiner.
+    fn complete(&self, result: Result<F::Output, JoinError>) {
+        let waker = {
+            let mut s = self.state.borrow_mut();
+            if s.finished {
+                return;
+            }
+            s.finished = true;
+            s.output = Some(result);
+            s.join_waker.take()
+        };
+        // Woken outside the borrow: the joiner may be polled from inside `wake`.
+        if let Some(w) = waker {
+            w.wake();
         }
     }
 }
 
-impl<F: Future> Future for Spawned<F> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut this = self.project();
-        let state = &this.state.0;
-        if state.borrow().cancel_requested {
+impl<F: Future> Runnable for TaskCell<F> {
+    fn run(self: Pin<&Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.state.borrow().cancel_requested {
             // Drop the future here, inside the runtime, where its destructors may
             // still deregister I/O. A destructor that panics is the task's panic,
             // reported through its handle like any other.
-            let result = match catch_unwind(AssertUnwindSafe(|| this.stage.set(Stage::Done))) {
+            let dropped = catch_unwind(AssertUnwindSafe(|| {
+                self.with_stage(|mut stage| stage.set(Stage::Done));
+            }));
+            let error = match dropped {
                 Ok(()) => JoinError::cancelled(),
                 Err(payload) => JoinError::panic(payload),
             };
-            complete(state, Err(result));
+            self.complete(Err(error));
             return Poll::Ready(());
         }
-        let StageProj::Running { future } = this.stage.as_mut().project() else {
-            return Poll::Ready(());
-        };
-        match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(output)) => {
-                this.stage.set(Stage::Done);
-                complete(state, Ok(output));
-                Poll::Ready(())
+        let polled = self.with_stage(|mut stage| {
+            let StageProj::Running { future } = stage.as_mut().project() else {
+                return None;
+            };
+            let result = catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
+            match result {
+                Ok(Poll::Pending) => Some(Poll::Pending),
+                Ok(Poll::Ready(output)) => {
+                    stage.set(Stage::Done);
+                    Some(Poll::Ready(Ok(output)))
+                }
+                Err(payload) => {
+                    // A destructor that panics too loses its payload; the first panic
+                    // is the one worth reporting.
+                    let _ = catch_unwind(AssertUnwindSafe(|| stage.set(Stage::Done)));
+                    Some(Poll::Ready(Err(JoinError::panic(payload))))
+                }
             }
-            Err(payload) => {
-                // A destructor that panics too loses its payload; the first panic is
-                // the one worth reporting.
-                let _ = catch_unwind(AssertUnwindSafe(|| this.stage.set(Stage::Done)));
-                complete(state, Err(JoinError::panic(payload)));
+        });
+        match polled {
+            None => Poll::Ready(()),
+            Some(Poll::Pending) => Poll::Pending,
+            Some(Poll::Ready(result)) => {
+                // Handed over after the stage borrow ended: waking the joiner may run
+                // code that looks at this task again.
+                self.complete(result);
                 Poll::Ready(())
             }
         }
+    }
+
+    fn cancel(self: Pin<&Self>) {
+        let dropped = catch_unwind(AssertUnwindSafe(|| {
+            self.with_stage(|mut stage| stage.set(Stage::Done));
+        }));
+        self.complete(Err(JoinError::cancelled()));
+        if let Err(payload) = dropped {
+            resume_unwind(payload);
+        }
+    }
+}
+
+impl<F: Future> Joinable<F::Output> for TaskCell<F> {
+    fn state(&self) -> &RefCell<JoinState<F::Output>> {
+        &self.state
     }
 }

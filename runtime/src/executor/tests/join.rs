@@ -298,3 +298,74 @@ fn abort_keeps_a_panicking_destructor_inside_the_task() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------------
+// The task cell: the future is pinned in place and dropped as soon as it finishes
+// ---------------------------------------------------------------------------------
+
+/// A `!Unpin` future that records its own address at each poll.
+struct AddressProbe {
+    polls: u32,
+    seen: Rc<RefCell<Vec<usize>>>,
+    _pin: std::marker::PhantomPinned,
+}
+
+impl Future for AddressProbe {
+    type Output = u32;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<u32> {
+        let this: &Self = self.as_ref().get_ref();
+        let addr = std::ptr::from_ref(this) as usize;
+        this.seen.borrow_mut().push(addr);
+        if this.seen.borrow().len() < 3 {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(this.polls + 3)
+    }
+}
+
+#[test]
+fn a_task_future_stays_at_one_address_across_polls() {
+    bounded("a_task_future_stays_at_one_address_across_polls", || {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let probe = AddressProbe {
+            polls: 0,
+            seen: seen.clone(),
+            _pin: std::marker::PhantomPinned,
+        };
+        let out = block_on(async move { spawn(probe).await.unwrap() });
+        assert_eq!(out, 3);
+        let seen = seen.borrow();
+        assert_eq!(seen.len(), 3, "polled three times: {seen:?}");
+        assert!(
+            seen.iter().all(|&a| a == seen[0]),
+            "the pinned future moved between polls: {seen:?}"
+        );
+    });
+}
+
+#[test]
+fn a_finished_task_drops_its_future_before_the_handle_is_awaited() {
+    bounded(
+        "a_finished_task_drops_its_future_before_the_handle_is_awaited",
+        || {
+            block_on(async {
+                let marker = Rc::new(());
+                let held = marker.clone();
+                let handle = spawn(async move {
+                    let _keep = held;
+                    7
+                });
+                yield_now().await;
+                assert!(handle.is_finished());
+                assert_eq!(
+                    Rc::strong_count(&marker),
+                    1,
+                    "the finished future (and what it captured) is dropped at once"
+                );
+                assert_eq!(handle.await.unwrap(), 7);
+            });
+        },
+    );
+}
