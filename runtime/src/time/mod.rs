@@ -10,6 +10,13 @@
 //! Timers never fire early: a deadline is rounded *up* to the microsecond tick, the
 //! current time *down*, and a [`Sleep`] checks the clock itself before completing.
 //!
+//! Timers close together share a wakeup: the loop sleeps until the latest deadline
+//! that lies within 50 µs of the next one (and within the same
+//! 64 µs block of the wheel), so each of them fires at most that much late, never
+//! early. A lone timer wakes the loop at its own deadline. With a million timers a
+//! second this cuts the wakeups several times over at a small cost in precision
+//! (tokio rounds every timer to the millisecond).
+//!
 //! # The paused clock
 //!
 //! [`pause`] freezes this runtime's clock. Time then moves only by [`advance`], or,
@@ -37,6 +44,10 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use wheel::{MAX_TICK, Wheel};
+
+/// How late a timer may fire so that it shares the wakeup of an earlier one (see
+/// the module docs).
+const WAKEUP_SLACK_MICROS: u64 = 50;
 
 /// One runtime's timers and clock.
 #[derive(Debug)]
@@ -145,7 +156,7 @@ impl Timers {
     /// When the loop must next look at the timers (at or before the earliest
     /// deadline); `None` without timers.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let tick = self.wheel.borrow().next_expiration()?;
+        let tick = self.wheel.borrow().next_wakeup(WAKEUP_SLACK_MICROS)?;
         Some(self.base + Duration::from_micros(tick))
     }
 
@@ -181,7 +192,10 @@ impl Timers {
 
     /// With the clock paused and nothing else to do: jumps to the next deadline.
     pub(crate) fn auto_advance(&self) {
-        if let (Some(now), Some(next)) = (self.paused.get(), self.next_deadline()) {
+        // To the exact next deadline: a paused clock has no wakeups to save.
+        let next = self.wheel.borrow().next_expiration();
+        let next = next.map(|tick| self.base + Duration::from_micros(tick));
+        if let (Some(now), Some(next)) = (self.paused.get(), next) {
             self.paused.set(Some(now.max(next)));
         }
     }

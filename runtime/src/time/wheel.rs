@@ -277,10 +277,30 @@ impl Wheel {
     /// due within the current 64 µs, the start of a slot for farther ones (which
     /// then cascade). `None` when no timer is pending.
     pub(crate) fn next_expiration(&self) -> Option<u64> {
+        self.next_wakeup(0)
+    }
+
+    /// When to wake to fire the next timers, letting them run up to `slack` ticks
+    /// late so that close deadlines share one wakeup: the latest occupied tick in
+    /// `[next, next + slack]` that is still on level 0 (the current 64 µs block),
+    /// where `next` is [`next_expiration`](Self::next_expiration). Never earlier
+    /// than `next`, so no timer fires early; with one timer due, exactly `next`.
+    pub(crate) fn next_wakeup(&self, slack: u64) -> Option<u64> {
         if self.expired.head != NIL {
             return Some(self.elapsed);
         }
-        self.next_slot().map(|(_, _, tick)| tick)
+        let (level, slot, tick) = self.next_slot()?;
+        if level != 0 || slack == 0 {
+            return Some(tick);
+        }
+        // Occupied level-0 slots from `slot` up to `slot + slack`, capped at the end
+        // of the block (level 0 holds only this block's ticks, all at or after
+        // `slot`).
+        let last = (slot as u64).saturating_add(slack).min(SLOTS as u64 - 1);
+        let window = u64::MAX >> (SLOTS as u64 - 1 - last);
+        let occupied = self.levels[0].occupied & window;
+        let latest = 63 - occupied.leading_zeros() as u64;
+        Some(tick + (latest - slot as u64))
     }
 
     /// The first occupied slot at or after `elapsed`, as (level, slot, start tick).

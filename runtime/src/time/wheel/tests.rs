@@ -805,6 +805,36 @@ fn next_expiration_is_none_without_timers() {
 }
 
 #[test]
+fn next_wakeup_joins_deadlines_within_the_slack_and_the_current_block() {
+    let log = Log::default();
+    let mut wheel = Wheel::default();
+    wheel.advance(1000, &mut Vec::new()); // block [960, 1024)
+    for deadline in [1003, 1010, 1019, 1023, 1030] {
+        wheel.insert(deadline, log.waker(deadline));
+    }
+    assert_eq!(wheel.next_expiration(), Some(1003), "exact next deadline");
+    assert_eq!(wheel.next_wakeup(0), Some(1003), "no slack: exact");
+    assert_eq!(wheel.next_wakeup(6), Some(1003), "nothing else within 6");
+    assert_eq!(wheel.next_wakeup(7), Some(1010), "1010 is within 7 of 1003");
+    assert_eq!(wheel.next_wakeup(16), Some(1019), "latest within 16");
+    // 1030 is in the next block (on level 1): the wakeup stops at this block's end.
+    assert_eq!(wheel.next_wakeup(1000), Some(1023), "capped at the block");
+    assert_eq!(
+        advance(&mut wheel, 1019, &log),
+        [1003, 1010, 1019],
+        "one advance"
+    );
+    assert_eq!(wheel.next_wakeup(1000), Some(1023), "one left in the block");
+    assert_eq!(advance(&mut wheel, 1023, &log), [1023], "advance(1023)");
+    // Only a farther timer left: the wakeup is its slot's start, as without slack.
+    assert_eq!(wheel.next_wakeup(1000), wheel.next_expiration(), "level 1");
+    let mut wheel = Wheel::default();
+    wheel.insert(0, log.waker(1));
+    wheel.insert(50, log.waker(2));
+    assert_eq!(wheel.next_wakeup(64), Some(0), "an already due timer: now");
+}
+
+#[test]
 fn each_single_deadline_is_reached_by_at_most_one_advance_per_level() {
     let log = Log::default();
     for start in [0, 1, 4095, 1_000_003] {
@@ -1373,6 +1403,39 @@ impl Harness {
                 next,
                 earliest
             ),
+        }
+        // A coalesced wakeup is never before `next_expiration` (no timer fires
+        // early) and at most `slack` after it; when it moves, it moves to a pending
+        // deadline.
+        for slack in [1, 7, 20, 64, 1000] {
+            let wakeup = self.wheel.next_wakeup(slack);
+            match (next, wakeup) {
+                (None, None) => {}
+                (Some(next), Some(wakeup)) => {
+                    prop_assert!(
+                        next <= wakeup && wakeup <= next + slack,
+                        "next_wakeup({}) = {} outside [{}, {} + slack]",
+                        slack,
+                        wakeup,
+                        next,
+                        next
+                    );
+                    prop_assert!(
+                        wakeup == next || self.model.values().any(|t| t.deadline == wakeup),
+                        "next_wakeup({}) = {} is no pending deadline (next {})",
+                        slack,
+                        wakeup,
+                        next
+                    );
+                }
+                (next, wakeup) => prop_assert!(
+                    false,
+                    "next_wakeup({}) {:?} with next_expiration {:?}",
+                    slack,
+                    wakeup,
+                    next
+                ),
+            }
         }
         Ok(())
     }
