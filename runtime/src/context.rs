@@ -35,6 +35,12 @@ pub(crate) fn enter(core: Rc<Core>) {
     });
 }
 
+/// Makes `core` current (or none), whatever was current before; returns that, for
+/// the caller to put back. Used to shut a runtime down from inside another.
+pub(crate) fn swap(core: Option<Rc<Core>>) -> Option<Rc<Core>> {
+    CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), core))
+}
+
 /// Clears the current runtime; returns it so the caller can drop it after.
 pub(crate) fn leave() -> Option<Rc<Core>> {
     CURRENT.with(|c| c.borrow_mut().take())
@@ -46,6 +52,12 @@ pub(crate) fn with_core<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
         .try_with(|c| c.borrow().as_deref().map(f))
         .ok()
         .flatten()
+}
+
+/// The id of the runtime running on this thread: unique in the process, never
+/// reused, so it may key per-runtime state kept elsewhere.
+pub(crate) fn runtime_id() -> Option<u64> {
+    with_core(|core| core.id)
 }
 
 /// The current runtime's reactor.

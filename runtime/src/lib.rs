@@ -26,20 +26,25 @@
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 #![doc(test(attr(deny(warnings))))]
 
+mod blocking;
 mod context;
 mod executor;
 mod reactor;
 mod runtime;
-#[allow(unsafe_code)] // every libc call of the runtime; contract in sys/mod.rs
+pub mod signal;
+// `unsafe` is allowed in two places only: `sys` (every libc call of the runtime;
+// contract in sys/mod.rs) and one pin projection in `executor/task.rs`.
+#[allow(unsafe_code)]
 mod sys;
 #[cfg(test)]
 mod test_support;
 pub mod time;
 mod yield_now;
 
+pub use blocking::spawn_blocking;
 pub use executor::{JoinError, JoinHandle};
 #[cfg(test)]
 pub(crate) use reactor::Registration;
 pub use reactor::{AsyncFd, Direction};
-pub use runtime::{block_on, spawn};
+pub use runtime::{Builder, Handle, RemoteJoinHandle, Runtime, RuntimeMetrics, block_on, spawn};
 pub use yield_now::{YieldNow, yield_now};

@@ -38,6 +38,10 @@ pub(crate) struct Executor {
     inbox: Arc<Inbox>,
     /// Set during shutdown: a task spawned then (by a destructor) is dropped at once.
     shutting_down: Cell<bool>,
+    /// Task polls so far (for metrics).
+    polls: Cell<u64>,
+    /// Tasks spawned so far (for metrics).
+    spawned: Cell<u64>,
 }
 
 #[derive(Default)]
@@ -95,6 +99,8 @@ impl Executor {
             run_queue: RefCell::new(VecDeque::new()),
             inbox,
             shutting_down: Cell::new(false),
+            polls: Cell::new(0),
+            spawned: Cell::new(0),
         }
     }
 
@@ -110,6 +116,7 @@ impl Executor {
         F::Output: 'static,
     {
         let (runnable, joinable) = task::new_task(future);
+        self.spawned.set(self.spawned.get() + 1);
         if self.shutting_down.get() {
             runnable.as_ref().cancel();
             return JoinHandle::new(joinable, Waker::noop().clone());
@@ -189,6 +196,7 @@ impl Executor {
             (future, waker)
         };
         let mut cx = Context::from_waker(&waker);
+        self.polls.set(self.polls.get() + 1);
         let done = future.as_ref().run(&mut cx).is_ready();
         let mut tasks = self.tasks.borrow_mut();
         let slot = &mut tasks.slots[id.index as usize];
@@ -252,10 +260,19 @@ impl Executor {
         first_panic
     }
 
-    /// Number of live tasks (for leak tests).
-    #[cfg(test)]
+    /// Number of live tasks (for leak tests and metrics).
     pub(crate) fn live_tasks(&self) -> usize {
         self.tasks.borrow().live
+    }
+
+    /// Tasks spawned and task polls so far (for metrics).
+    pub(crate) fn counters(&self) -> (u64, u64) {
+        (self.spawned.get(), self.polls.get())
+    }
+
+    /// Tasks waiting in the run queue.
+    pub(crate) fn queued(&self) -> usize {
+        self.run_queue.borrow().len()
     }
 }
 

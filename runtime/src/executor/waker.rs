@@ -98,10 +98,15 @@ pub(crate) struct Inbox {
     inner: Mutex<InboxState>,
 }
 
-#[derive(Debug)]
+/// Work sent from another thread to run on the runtime's thread (a
+/// [`Handle::spawn`](crate::Handle::spawn)).
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
+
 struct InboxState {
     /// Tasks woken from other threads since the last drain.
     ids: Vec<TaskId>,
+    /// Jobs sent from other threads since the last drain.
+    jobs: Vec<Job>,
     /// Whether the eventfd was written since the last drain; saves a syscall per
     /// wake when many arrive before the loop runs.
     notified: bool,
@@ -110,12 +115,24 @@ struct InboxState {
     eventfd: Option<OwnedFd>,
 }
 
+impl std::fmt::Debug for InboxState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboxState")
+            .field("ids", &self.ids)
+            .field("jobs", &self.jobs.len())
+            .field("notified", &self.notified)
+            .field("eventfd", &self.eventfd)
+            .finish()
+    }
+}
+
 impl Inbox {
     /// An inbox that signals through `eventfd`.
     pub(crate) fn new(eventfd: OwnedFd) -> Self {
         Inbox {
             inner: Mutex::new(InboxState {
                 ids: Vec::new(),
+                jobs: Vec::new(),
                 notified: false,
                 eventfd: Some(eventfd),
             }),
@@ -142,24 +159,44 @@ impl Inbox {
         state.ids.push(id);
     }
 
-    /// Moves every queued id into `out` and resets the eventfd.
-    pub(crate) fn drain(&self, out: &mut Vec<TaskId>) {
+    /// Queues `job` to run on the runtime's thread and makes sure the loop wakes up.
+    /// After shutdown the job comes back, for the caller to drop.
+    pub(crate) fn push_job(&self, job: Job) -> Result<(), Job> {
+        let mut state = self.lock();
+        let Some(fd) = state.eventfd.as_ref() else {
+            return Err(job);
+        };
+        if !state.notified {
+            // Ignored, as in `push`.
+            let _ = eventfd::eventfd_write(fd.as_fd());
+            state.notified = true;
+        }
+        state.jobs.push(job);
+        Ok(())
+    }
+
+    /// Moves every queued id into `ids` and every job into `jobs`, and resets the
+    /// eventfd.
+    pub(crate) fn drain(&self, ids: &mut Vec<TaskId>, jobs: &mut Vec<Job>) {
         let mut state = self.lock();
         if let Some(fd) = state.eventfd.as_ref() {
             // Ignored: WouldBlock means the counter was zero already.
             let _ = eventfd::eventfd_read(fd.as_fd());
         }
         state.notified = false;
-        out.append(&mut state.ids);
+        ids.append(&mut state.ids);
+        jobs.append(&mut state.jobs);
     }
 
-    /// Closes the eventfd; later pushes are dropped.
+    /// Closes the eventfd; later pushes are dropped. Jobs still queued are dropped
+    /// here, outside the lock (their destructors report "cancelled").
     pub(crate) fn close(&self) {
-        let fd = {
+        let (fd, jobs) = {
             let mut state = self.lock();
             state.ids.clear();
-            state.eventfd.take()
+            (state.eventfd.take(), std::mem::take(&mut state.jobs))
         };
         drop(fd);
+        drop(jobs);
     }
 }

@@ -54,9 +54,6 @@ const WRITE: u8 = 0b10;
 /// indices are below `u32::MAX`.
 const NOTIFY_TOKEN: u64 = u64::MAX;
 
-/// How many events one `epoll_wait` may return.
-const EVENTS_PER_WAIT: usize = 1024;
-
 /// Flags every arm carries, whatever its directions.
 const BASE_FLAGS: u32 = epoll::ET | epoll::ONESHOT;
 
@@ -96,6 +93,10 @@ struct State {
     /// Wakers collected during a turn, woken after the borrow is released; kept to
     /// avoid an allocation per turn.
     to_wake: Vec<Waker>,
+    /// `epoll_wait` calls so far (for metrics).
+    waits: u64,
+    /// Events dispatched to registrations so far (for metrics).
+    events_dispatched: u64,
 }
 
 /// Per-fd state.
@@ -170,7 +171,8 @@ fn shut_down_error() -> io::Error {
 impl Reactor {
     /// Creates the epoll instance and adds `notifier` (an eventfd) edge-triggered,
     /// without ONESHOT: it never needs re-arming, each write is one edge.
-    pub(crate) fn new(notifier: BorrowedFd<'_>) -> io::Result<Self> {
+    /// `max_events` is how many events one `epoll_wait` may return.
+    pub(crate) fn new(notifier: BorrowedFd<'_>, max_events: usize) -> io::Result<Self> {
         let ep = epoll::epoll_create1()?;
         epoll::epoll_ctl(
             ep.as_fd(),
@@ -184,8 +186,10 @@ impl Reactor {
                 epoll: Some(ep),
                 slots: Vec::new(),
                 free: Vec::new(),
-                events: Vec::with_capacity(EVENTS_PER_WAIT),
+                events: Vec::with_capacity(max_events),
                 to_wake: Vec::new(),
+                waits: 0,
+                events_dispatched: 0,
             }),
         })
     }
@@ -203,6 +207,7 @@ impl Reactor {
             let Some(ep) = state.epoll.as_ref() else {
                 return Err(shut_down_error());
             };
+            state.waits += 1;
             match epoll::epoll_wait(ep.as_fd(), &mut state.events, timeout) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
@@ -224,6 +229,7 @@ impl Reactor {
                     continue; // stale: the fd was deregistered after the event was queued
                 }
                 slot.armed = 0;
+                state.events_dispatched += 1;
                 let ready = readiness_of(bits);
                 slot.ready |= ready;
                 if ready & READ != 0 {
@@ -415,8 +421,18 @@ impl Reactor {
         drop(ep);
     }
 
-    /// Number of live registrations (for leak tests).
-    #[cfg(test)]
+    /// Whether [`shutdown`](Self::shutdown) has run.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.state.borrow().epoll.is_none()
+    }
+
+    /// `epoll_wait` calls and events dispatched so far (for metrics).
+    pub(crate) fn counters(&self) -> (u64, u64) {
+        let state = self.state.borrow();
+        (state.waits, state.events_dispatched)
+    }
+
+    /// Number of live registrations (for leak tests and metrics).
     pub(crate) fn registrations(&self) -> usize {
         self.state
             .borrow()

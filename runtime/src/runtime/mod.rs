@@ -14,13 +14,16 @@
 //! ```
 
 use std::future::Future;
+use std::io;
 use std::os::fd::AsFd;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::blocking::BlockingPool;
 use crate::context;
 use crate::executor::waker::{Inbox, TaskId, TaskWaker};
 use crate::executor::{Executor, JoinHandle};
@@ -28,9 +31,18 @@ use crate::reactor::Reactor;
 use crate::sys::{eventfd, prctl};
 use crate::time::Timers;
 
-/// Tasks polled between two looks at epoll: a task that is always ready cannot
-/// starve I/O for longer than this many polls.
-pub(crate) const BUDGET: usize = 61;
+mod builder;
+mod handle;
+mod metrics;
+
+pub use builder::Builder;
+pub(crate) use builder::Config;
+pub use handle::{Handle, RemoteJoinHandle};
+pub use metrics::RuntimeMetrics;
+
+/// The default number of tasks polled between two looks at epoll (tests use it).
+#[cfg(test)]
+pub(crate) const BUDGET: usize = builder::DEFAULT_EVENT_INTERVAL;
 
 /// Timer slack of the thread while it runs the loop, in nanoseconds: the kernel's
 /// default of 50 µs would make every timed wait up to 50 µs late; 1 µs matches the
@@ -46,69 +58,308 @@ pub(crate) struct Core {
     pub(crate) reactor: Rc<Reactor>,
     /// Pending timers; shared with every registered `Sleep`.
     pub(crate) timers: Rc<Timers>,
+    /// Threads for `spawn_blocking`; shared with every `Handle`.
+    pub(crate) blocking: Arc<BlockingPool>,
+    /// Unique per runtime in this process (never reused).
+    pub(crate) id: u64,
+    /// Tasks polled between two looks at epoll.
+    event_interval: usize,
 }
 
 impl Core {
-    fn new() -> std::io::Result<Self> {
+    fn new(config: &Config) -> io::Result<Self> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let notifier = eventfd::eventfd()?;
-        let reactor = Reactor::new(notifier.as_fd())?;
+        let reactor = Reactor::new(notifier.as_fd(), config.max_io_events)?;
+        let timers = Timers::new();
+        if config.start_paused {
+            timers.pause();
+        }
         Ok(Core {
             executor: Executor::new(Arc::new(Inbox::new(notifier))),
             reactor: Rc::new(reactor),
-            timers: Rc::new(Timers::new()),
+            timers: Rc::new(timers),
+            blocking: Arc::new(BlockingPool::new(config)),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            event_interval: config.event_interval,
         })
+    }
+
+    /// A `Send` handle to this runtime.
+    pub(crate) fn handle(&self) -> Handle {
+        Handle {
+            inbox: self.executor.inbox().clone(),
+            blocking: self.blocking.clone(),
+        }
+    }
+
+    /// Drops every task and timer inside this runtime's context (destructors may
+    /// deregister I/O), closes the epoll fd and the eventfd, and shuts the blocking
+    /// pool down, waiting for running jobs until `deadline` (`None`: for ever).
+    /// Returns the first panic of a task's destructor, for the caller to re-raise.
+    fn shutdown(
+        self: &Rc<Self>,
+        deadline: Option<Instant>,
+    ) -> Option<Box<dyn std::any::Any + Send>> {
+        let outer = context::swap(Some(self.clone()));
+        let task_panic = self.executor.shutdown();
+        self.timers.clear();
+        let ours = context::swap(outer);
+        self.reactor.shutdown();
+        self.executor.inbox().close();
+        drop(ours);
+        self.blocking.shutdown(deadline);
+        task_panic
     }
 }
 
-/// Leaves the runtime when `block_on` returns or unwinds: drops the remaining tasks
-/// inside the context (their destructors may deregister I/O), then clears the
-/// context and closes the epoll fd and the eventfd.
+/// Makes a runtime current for one `block_on`: sets the thread-local context and
+/// the timer slack, and puts both back when `block_on` returns or unwinds.
 struct Enter {
-    core: Rc<Core>,
     /// The thread's timer slack before `block_on`, restored when it returns.
     saved_slack: Option<u64>,
 }
 
 impl Enter {
     fn new(core: Rc<Core>) -> Self {
-        context::enter(core.clone());
+        context::enter(core);
         // Best effort: where prctl is refused, timers are merely up to 50 µs later.
         let saved_slack = prctl::timer_slack()
             .ok()
             .filter(|_| prctl::set_timer_slack(TIMER_SLACK_NS).is_ok());
-        Enter { core, saved_slack }
+        Enter { saved_slack }
     }
 }
 
 impl Drop for Enter {
     fn drop(&mut self) {
-        let task_panic = self.core.executor.shutdown();
-        self.core.timers.clear();
-        let current = context::leave();
-        self.core.reactor.shutdown();
-        self.core.executor.inbox().close();
-        drop(current);
+        drop(context::leave());
         if let Some(slack) = self.saved_slack {
             // Ignored: setting back a value the kernel gave us cannot fail.
             let _ = prctl::set_timer_slack(slack);
         }
-        // Re-raised only now, with the thread out of the runtime and its fds closed,
-        // so a panicking destructor leaves nothing half torn down. While unwinding
-        // already, the first panic is the one that propagates.
-        if let Some(payload) = task_panic
-            && !std::thread::panicking()
-        {
-            std::panic::resume_unwind(payload);
+    }
+}
+
+/// A runtime: an executor, an epoll reactor, timers and a blocking pool, driven by
+/// [`block_on`](Runtime::block_on) on the thread that calls it.
+///
+/// Tasks live in the runtime between `block_on` calls: a task spawned during one
+/// call keeps its state and runs again during the next. Dropping the runtime drops
+/// the remaining tasks (inside the runtime, so their destructors may still use
+/// I/O), closes its fds, drops blocking jobs that have not started and waits for
+/// the running ones (like tokio; see [`shutdown_timeout`](Runtime::shutdown_timeout)
+/// to bound that wait).
+///
+/// Unlike tokio's, this runtime is not `Send`: its tasks need not be `Send`, so they
+/// and the runtime stay on the thread that created it. Reach it from other threads
+/// through a [`Handle`].
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<edgeloop_runtime::Runtime>();
+/// ```
+///
+/// # Examples
+///
+/// ```
+/// let rt = edgeloop_runtime::Runtime::new()?;
+/// let task = rt.spawn(async { 1 });
+/// let two = rt.block_on(async { task.await.unwrap() + 1 });
+/// assert_eq!(two, 2);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Runtime {
+    core: Rc<Core>,
+}
+
+impl Runtime {
+    /// A runtime with the default settings (see [`Builder`]).
+    ///
+    /// # Errors
+    ///
+    /// If the epoll fd or the eventfd cannot be created (for example at the fd
+    /// limit: `EMFILE`).
+    pub fn new() -> io::Result<Runtime> {
+        Builder::new_current_thread().build()
+    }
+
+    pub(crate) fn with_config(config: Config) -> io::Result<Runtime> {
+        Ok(Runtime {
+            core: Rc::new(Core::new(&config)?),
+        })
+    }
+
+    /// Runs `future` to completion on this thread, driving the runtime's tasks
+    /// meanwhile, and returns its output. Tasks still running when it returns stay
+    /// in the runtime, for the next `block_on`.
+    ///
+    /// While it runs, the thread's timer slack (`PR_SET_TIMERSLACK`) is 1 µs instead
+    /// of the kernel's 50 µs, so timers wake on time; the old value is restored on
+    /// return.
+    ///
+    /// # Panics
+    ///
+    /// - If called while a runtime is running on this thread (`.await` the future
+    ///   or `spawn` it instead).
+    /// - If `future` panics: the panic propagates; the runtime stays usable.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        if context::with_core(|_| ()).is_some() {
+            panic!(
+                "`block_on` called inside a running runtime; `.await` the future or \
+                 `spawn` it instead"
+            );
         }
+        let _enter = Enter::new(self.core.clone());
+        // Declared after `_enter`, so dropped before it: the future's destructors
+        // run inside the runtime too.
+        let future = pin!(future);
+        run(&self.core, future)
+    }
+
+    /// Spawns `future` on this runtime, from outside `block_on`; it first runs at the
+    /// next `block_on`. Inside, [`spawn`] does the same.
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        self.core.executor.spawn(future)
+    }
+
+    /// A handle to this runtime, to spawn onto it from other threads.
+    pub fn handle(&self) -> Handle {
+        self.core.handle()
+    }
+
+    /// A snapshot of the runtime's counters.
+    pub fn metrics(&self) -> RuntimeMetrics {
+        let core = &self.core;
+        let (spawned_tasks, polls) = core.executor.counters();
+        let (epoll_waits, io_events) = core.reactor.counters();
+        RuntimeMetrics {
+            live_tasks: core.executor.live_tasks(),
+            spawned_tasks,
+            polls,
+            queued_tasks: core.executor.queued(),
+            epoll_waits,
+            io_events,
+            registered_fds: core.reactor.registrations(),
+            timers_pending: core.timers.len(),
+            timers_fired: core.timers.fired_total(),
+            blocking_threads: core.blocking.threads(),
+            blocking_queue: core.blocking.queued(),
+        }
+    }
+
+    /// Shuts the runtime down like dropping it does, but waits for running blocking
+    /// jobs at most `timeout`; those still running then are left to finish on their
+    /// own threads.
+    ///
+    /// # Panics
+    ///
+    /// If a task's destructor panicked (after the shutdown is complete).
+    pub fn shutdown_timeout(self, timeout: Duration) {
+        // An overflowing timeout is "for ever", like dropping.
+        finish(&self.core, Instant::now().checked_add(timeout));
+    }
+
+    /// Shuts the runtime down without waiting for running blocking jobs.
+    ///
+    /// # Panics
+    ///
+    /// If a task's destructor panicked (after the shutdown is complete).
+    pub fn shutdown_background(self) {
+        finish(&self.core, Some(Instant::now()));
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        finish(&self.core, None);
+    }
+}
+
+/// Shuts `core` down once; re-raises a task destructor's panic unless unwinding.
+fn finish(core: &Rc<Core>, deadline: Option<Instant>) {
+    if core.reactor.is_shut_down() {
+        return;
+    }
+    let task_panic = core.shutdown(deadline);
+    // Re-raised only now, with the runtime fully torn down. While unwinding
+    // already, the first panic is the one that propagates.
+    if let Some(payload) = task_panic
+        && !std::thread::panicking()
+    {
+        std::panic::resume_unwind(payload);
+    }
+}
+
+/// The event loop.
+fn run<F: Future>(core: &Core, mut future: std::pin::Pin<&mut F>) -> F::Output {
+    let main = Arc::new(TaskWaker::new(TaskId::MAIN, core.executor.inbox().clone()));
+    let waker = Waker::from(main.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut woken_remotely = Vec::new();
+    let mut jobs = Vec::new();
+    loop {
+        if main.take_queued()
+            && let Poll::Ready(output) = future.as_mut().poll(&mut cx)
+        {
+            return output;
+        }
+        core.executor.run(core.event_interval);
+        let busy = core.executor.has_ready() || main.is_queued();
+        let next_timer = core.timers.next_deadline();
+        let paused = core.timers.is_paused();
+        // A paused clock jumps only when nothing else can happen first: no blocking
+        // job is out (its result may be what a task waits for), as in tokio.
+        let may_jump = paused && core.blocking.in_flight() == 0;
+        let timeout = match next_timer {
+            _ if busy => Some(Duration::ZERO),
+            // Paused: never wait for a timer, look at I/O and then jump the clock.
+            Some(_) if may_jump => Some(Duration::ZERO),
+            // Paused, but a blocking job is out: wait for it (or for I/O).
+            Some(_) if paused => None,
+            Some(deadline) => Some(deadline.saturating_duration_since(core.timers.now())),
+            None => None,
+        };
+        let notified = core
+            .reactor
+            .turn(timeout)
+            .unwrap_or_else(|e| panic!("`epoll_wait` failed, the runtime cannot go on: {e}"));
+        if notified {
+            core.executor.inbox().drain(&mut woken_remotely, &mut jobs);
+            for id in woken_remotely.drain(..) {
+                core.executor.schedule(id);
+            }
+            for job in jobs.drain(..) {
+                job();
+            }
+        }
+        if next_timer.is_some()
+            && may_jump
+            && !busy
+            && !core.executor.has_ready()
+            && !main.is_queued()
+        {
+            core.timers.auto_advance();
+        }
+        // Every turn, timers or not: it also brings the wheel's notion of "now" up
+        // to date, against which new sleeps check whether they are over already.
+        core.timers.fire();
     }
 }
 
 /// Runs `future` to completion on the current thread, driving every task spawned
-/// meanwhile, and returns its output.
+/// meanwhile, and returns its output: [`Runtime::new`], then
+/// [`Runtime::block_on`], then drop the runtime.
 ///
 /// When the future completes, the tasks still running are dropped (inside the
-/// runtime, so their destructors may use I/O), and the epoll fd and the eventfd are
-/// closed. `block_on` may be called again afterwards, each time with a fresh runtime.
+/// runtime, so their destructors may use I/O), the epoll fd and the eventfd are
+/// closed, and the blocking pool's running jobs are waited for. `block_on` may be
+/// called again afterwards, each time with a fresh runtime.
 ///
 /// While it runs, the thread's timer slack (`PR_SET_TIMERSLACK`) is 1 µs instead of
 /// the kernel's 50 µs, so timers wake on time; the old value is restored on return.
@@ -136,57 +387,9 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
              it instead"
         );
     }
-    let core =
-        Rc::new(Core::new().unwrap_or_else(|e| {
-            panic!("`block_on` could not create its epoll fd or eventfd: {e}")
-        }));
-    let _enter = Enter::new(core.clone());
-    // Declared after `_enter`, so dropped before it: the future's destructors run
-    // inside the runtime too.
-    let mut future = pin!(future);
-    let main = Arc::new(TaskWaker::new(TaskId::MAIN, core.executor.inbox().clone()));
-    let waker = Waker::from(main.clone());
-    let mut cx = Context::from_waker(&waker);
-    let mut woken_remotely = Vec::new();
-    loop {
-        if main.take_queued()
-            && let Poll::Ready(output) = future.as_mut().poll(&mut cx)
-        {
-            return output;
-        }
-        core.executor.run(BUDGET);
-        let busy = core.executor.has_ready() || main.is_queued();
-        let next_timer = core.timers.next_deadline();
-        let paused = core.timers.is_paused();
-        let timeout = match next_timer {
-            _ if busy => Some(Duration::ZERO),
-            // Paused: never wait for a timer, look at I/O and then jump the clock.
-            Some(_) if paused => Some(Duration::ZERO),
-            Some(deadline) => Some(deadline.saturating_duration_since(core.timers.now())),
-            None => None,
-        };
-        let notified = core
-            .reactor
-            .turn(timeout)
-            .unwrap_or_else(|e| panic!("`epoll_wait` failed, the runtime cannot go on: {e}"));
-        if notified {
-            core.executor.inbox().drain(&mut woken_remotely);
-            for id in woken_remotely.drain(..) {
-                core.executor.schedule(id);
-            }
-        }
-        if next_timer.is_some()
-            && paused
-            && !busy
-            && !core.executor.has_ready()
-            && !main.is_queued()
-        {
-            core.timers.auto_advance();
-        }
-        // Every turn, timers or not: it also brings the wheel's notion of "now" up
-        // to date, against which new sleeps check whether they are over already.
-        core.timers.fire();
-    }
+    let rt = Runtime::new()
+        .unwrap_or_else(|e| panic!("`block_on` could not create its epoll fd or eventfd: {e}"));
+    rt.block_on(future)
 }
 
 /// Spawns `future` as a new task on the current runtime and returns a handle to
@@ -221,3 +424,6 @@ where
         )
     })
 }
+
+#[cfg(test)]
+mod tests;

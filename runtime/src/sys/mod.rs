@@ -13,6 +13,7 @@
 pub(crate) mod epoll;
 pub(crate) mod eventfd;
 pub(crate) mod prctl;
+pub(crate) mod signal;
 
 use std::io;
 use std::os::raw::c_int;

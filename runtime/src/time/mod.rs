@@ -20,7 +20,8 @@
 //! # The paused clock
 //!
 //! [`pause`] freezes this runtime's clock. Time then moves only by [`advance`], or,
-//! when every task is idle and no I/O event is waiting, by jumping straight to the
+//! when every task is idle, no I/O event is waiting and no
+//! [`spawn_blocking`](crate::spawn_blocking) job is out, by jumping straight to the
 //! next timer's deadline, so a test that sleeps an hour finishes at once. Read the
 //! clock with [`now`] (not `Instant::now()`, which keeps running).
 //!
@@ -63,6 +64,8 @@ pub(crate) struct Timers {
     offset: Cell<Duration>,
     /// Buffer for the wakers of one `fire`; kept to avoid an allocation per turn.
     fired: RefCell<Vec<Waker>>,
+    /// Timers fired so far.
+    fired_total: Cell<u64>,
 }
 
 impl Timers {
@@ -73,7 +76,23 @@ impl Timers {
             paused: Cell::new(None),
             offset: Cell::new(Duration::ZERO),
             fired: RefCell::new(Vec::new()),
+            fired_total: Cell::new(0),
         }
+    }
+
+    /// Freezes the clock.
+    pub(crate) fn pause(&self) {
+        // Frozen on a whole tick (rounded up, so time does not go back): deadlines of
+        // whole microseconds from it are exact ticks, and auto-advance lands on them
+        // exactly.
+        let tick = self.tick_ceil(self.now());
+        self.paused
+            .set(Some(self.base + Duration::from_micros(tick)));
+    }
+
+    /// Timers fired since the runtime started (for metrics).
+    pub(crate) fn fired_total(&self) -> u64 {
+        self.fired_total.get()
     }
 
     /// This runtime's time: the real clock, or the frozen one while paused.
@@ -167,6 +186,8 @@ impl Timers {
         // decide "over already" without reading the clock.
         let mut fired = std::mem::take(&mut *self.fired.borrow_mut());
         self.wheel.borrow_mut().advance(now, &mut fired);
+        self.fired_total
+            .set(self.fired_total.get() + fired.len() as u64);
         for waker in fired.drain(..) {
             waker.wake();
         }
@@ -174,7 +195,6 @@ impl Timers {
     }
 
     /// Number of pending timers.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.wheel.borrow().len()
     }
@@ -217,8 +237,8 @@ pub fn now() -> Instant {
 }
 
 /// Freezes the current runtime's clock, for tests. While paused, time moves only by
-/// [`advance`], or jumps to the next timer's deadline when every task is idle and no
-/// I/O event is waiting. The clock stays paused until [`resume`] or the end of the
+/// [`advance`], or jumps to the next timer's deadline when every task is idle, no
+/// I/O event is waiting and no [`spawn_blocking`](crate::spawn_blocking) job is out. The clock stays paused until [`resume`] or the end of the
 /// runtime.
 ///
 /// # Panics
@@ -244,13 +264,7 @@ pub fn pause() {
         !timers.is_paused(),
         "`time::pause` called while the clock is paused already"
     );
-    // Frozen on a whole tick (rounded up, so time does not go back): deadlines of
-    // whole microseconds from it are exact ticks, and auto-advance lands on them
-    // exactly.
-    let tick = timers.tick_ceil(timers.now());
-    timers
-        .paused
-        .set(Some(timers.base + Duration::from_micros(tick)));
+    timers.pause();
 }
 
 /// Lets the current runtime's clock run again from where it stands (it never goes

@@ -173,7 +173,6 @@ impl Wheel {
     }
 
     /// Number of pending timers.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.live
     }

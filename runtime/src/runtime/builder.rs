@@ -1,0 +1,169 @@
+//! [`Builder`]: the runtime's knobs, with tokio's names.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Runtime;
+
+/// Tasks polled between two looks at epoll, by default: a task that is always ready
+/// cannot starve I/O for longer than this many polls.
+pub(crate) const DEFAULT_EVENT_INTERVAL: usize = 61;
+/// Events one `epoll_wait` may return, by default.
+pub(crate) const DEFAULT_MAX_IO_EVENTS: usize = 1024;
+/// The most events one `epoll_wait` may return, whatever the builder is told.
+const MAX_IO_EVENTS: usize = 65_536;
+/// Cap on blocking-pool threads, by default (tokio's).
+const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
+/// How long an idle blocking-pool thread waits for work before it exits, by default.
+const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// The settings a [`Runtime`] is built with.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) event_interval: usize,
+    pub(crate) max_io_events: usize,
+    pub(crate) max_blocking_threads: usize,
+    pub(crate) keep_alive: Duration,
+    pub(crate) thread_name: Arc<str>,
+    pub(crate) start_paused: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            event_interval: DEFAULT_EVENT_INTERVAL,
+            max_io_events: DEFAULT_MAX_IO_EVENTS,
+            max_blocking_threads: DEFAULT_MAX_BLOCKING_THREADS,
+            keep_alive: DEFAULT_KEEP_ALIVE,
+            thread_name: Arc::from("edgeloop-blocking"),
+            start_paused: false,
+        }
+    }
+}
+
+/// Builds a [`Runtime`] with custom settings.
+///
+/// The names are tokio's; the runtime is always tokio's `current_thread` kind (one
+/// thread runs every task), with I/O, time and signals always on.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let rt = edgeloop_runtime::Builder::new_current_thread()
+///     .max_blocking_threads(4)
+///     .thread_keep_alive(Duration::from_secs(1))
+///     .thread_name("my-blocking")
+///     .build()?;
+/// let n = rt.block_on(async {
+///     edgeloop_runtime::spawn_blocking(|| std::thread::current().name().map(str::to_owned))
+///         .await
+///         .unwrap()
+/// });
+/// assert_eq!(n.as_deref(), Some("my-blocking"));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Builder {
+    config: Config,
+}
+
+impl Builder {
+    /// A builder with the default settings (the same as [`Runtime::new`]).
+    pub fn new_current_thread() -> Builder {
+        Builder {
+            config: Config::default(),
+        }
+    }
+
+    /// Does nothing: I/O, time and signals are always on. Present so that code
+    /// written for tokio (`.enable_all()`) builds unchanged.
+    pub fn enable_all(&mut self) -> &mut Self {
+        self
+    }
+
+    /// How many tasks the loop polls before it looks at epoll again (default 61).
+    ///
+    /// Lower is fairer to I/O, higher spends fewer `epoll_wait` calls when many
+    /// tasks are ready.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0.
+    pub fn event_interval(&mut self, n: u32) -> &mut Self {
+        assert!(n > 0, "`event_interval` must be at least 1");
+        self.config.event_interval = n as usize;
+        self
+    }
+
+    /// How many events one `epoll_wait` may return (default 1024); more wait in
+    /// the kernel for the next turn. Values above 65,536 are taken as 65,536 (the
+    /// buffer is allocated up front, and the kernel refuses sizes much larger).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0.
+    pub fn max_io_events_per_tick(&mut self, n: usize) -> &mut Self {
+        assert!(n > 0, "`max_io_events_per_tick` must be at least 1");
+        self.config.max_io_events = n.min(MAX_IO_EVENTS);
+        self
+    }
+
+    /// The most threads the blocking pool ([`spawn_blocking`](crate::spawn_blocking))
+    /// starts (default 512). Jobs beyond it wait in a queue.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0.
+    pub fn max_blocking_threads(&mut self, n: usize) -> &mut Self {
+        assert!(n > 0, "`max_blocking_threads` must be at least 1");
+        self.config.max_blocking_threads = n;
+        self
+    }
+
+    /// How long an idle blocking-pool thread waits for a job before it exits
+    /// (default 10 s).
+    pub fn thread_keep_alive(&mut self, duration: Duration) -> &mut Self {
+        self.config.keep_alive = duration;
+        self
+    }
+
+    /// The name of the blocking pool's threads (default `edgeloop-blocking`).
+    pub fn thread_name(&mut self, name: impl Into<String>) -> &mut Self {
+        self.config.thread_name = Arc::from(name.into());
+        self
+    }
+
+    /// Starts the runtime with its clock paused, as [`time::pause`](crate::time::pause)
+    /// would at the top of `block_on` (default off).
+    pub fn start_paused(&mut self, paused: bool) -> &mut Self {
+        self.config.start_paused = paused;
+        self
+    }
+
+    /// Creates the runtime: its epoll fd and eventfd. No thread is started until
+    /// the first [`spawn_blocking`](crate::spawn_blocking).
+    ///
+    /// # Errors
+    ///
+    /// If the epoll fd or the eventfd cannot be created (for example at the fd
+    /// limit: `EMFILE`).
+    pub fn build(&mut self) -> io::Result<Runtime> {
+        Runtime::with_config(self.config.clone())
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("event_interval", &self.config.event_interval)
+            .field("max_io_events_per_tick", &self.config.max_io_events)
+            .field("max_blocking_threads", &self.config.max_blocking_threads)
+            .field("thread_keep_alive", &self.config.keep_alive)
+            .field("thread_name", &self.config.thread_name)
+            .field("start_paused", &self.config.start_paused)
+            .finish()
+    }
+}
