@@ -53,7 +53,7 @@ mod addr;
 mod sys;
 mod tcp;
 
-pub use addr::ToSocketAddrs;
+pub use addr::{__private, ToSocketAddrs, lookup_host};
 pub use tcp::{
     Incoming, OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpListener, TcpStream,
     WriteHalf,

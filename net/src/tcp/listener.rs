@@ -59,7 +59,7 @@ impl TcpListener {
     /// If called outside `block_on`.
     pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
         let mut last_error = None;
-        for addr in addr.resolve()? {
+        for addr in crate::addr::resolve(&addr).await? {
             match Self::bind_one(&addr) {
                 Ok(listener) => return Ok(listener),
                 Err(e) => last_error = Some(e),

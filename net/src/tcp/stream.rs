@@ -77,7 +77,7 @@ impl TcpStream {
     /// If called outside `block_on`.
     pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
         let mut last_error = None;
-        for addr in addr.resolve()? {
+        for addr in crate::addr::resolve(&addr).await? {
             match Self::connect_one(&addr).await {
                 Ok(stream) => return Ok(stream),
                 Err(e) => last_error = Some(e),
