@@ -2,54 +2,261 @@
 //! until EOF, then shutting down its write side.
 //!
 //! ```text
-//! cargo run --release --example echo -- [ADDR]     # default 127.0.0.1:6888
+//! cargo run --release --example echo -- [ADDR] [--grace SECS] [--max-conns N] [--idle-timeout SECS]
 //! ```
 //!
-//! Prints `listening on ADDR` once bound. A connection's error is logged to stderr
-//! and ends only that connection. An `accept` that fails for lack of resources
-//! (EMFILE, ENFILE, ENOBUFS, ENOMEM) is logged and backed off for 50 ms instead of
-//! spinning; ECONNABORTED (and the other per-connection errors that accept(2)
-//! says to retry) is skipped.
+//! Prints `listening on ADDR` once bound (default 127.0.0.1:6888). See `USAGE`
+//! below (or run it with `--help`) for the flags.
+//!
+//! - A connection's error is logged to stderr and ends only that connection.
+//! - An `accept` that fails for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM)
+//!   is logged and backed off for 50 ms instead of spinning; ECONNABORTED (and the
+//!   other per-connection errors that accept(2) says to retry) is skipped.
+//! - On SIGINT (Ctrl-C) or SIGTERM it stops accepting (the listening socket is
+//!   closed), lets open connections finish for up to the grace period, drops the
+//!   rest, prints a one-line summary on stdout and exits 0.
 
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
 use std::io::{self, Write};
 use std::net::Shutdown;
+use std::pin::pin;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
+use edgeloop::JoinHandle;
 use edgeloop::net::{TcpListener, TcpStream};
+use edgeloop::signal::{SignalKind, signal};
+use edgeloop::time;
+use futures_util::future::{Either, select};
 
 /// How long to pause accepting after running out of fds or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-fn main() -> io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:6888".to_owned());
-    edgeloop::block_on(serve(addr))
+const USAGE: &str = "\
+usage: echo [ADDR] [OPTIONS]
+
+An echo server: every byte a client sends comes back to it.
+
+  ADDR                 address to listen on (default 127.0.0.1:6888)
+  --grace SECS         on Ctrl-C or SIGTERM, stop accepting and let open
+                       connections finish for up to SECS seconds, then drop
+                       the rest and exit 0 (default 5)
+  --max-conns N        serve at most N connections at once; past it, new
+                       connections are accepted and closed at once, and
+                       counted (default 10000)
+  --idle-timeout SECS  close a connection that has made no progress for SECS
+                       seconds: sent nothing, or read none of its echo
+                       (default: never)
+  --help               print this help and exit
+";
+
+/// Command-line settings.
+#[derive(Debug)]
+struct Args {
+    addr: String,
+    grace: Duration,
+    max_conns: usize,
+    idle_timeout: Option<Duration>,
 }
 
-async fn serve(addr: String) -> io::Result<()> {
-    let listener = TcpListener::bind(addr.as_str()).await?;
-    let mut stdout = io::stdout().lock();
-    writeln!(stdout, "listening on {}", listener.local_addr()?)?;
-    stdout.flush()?;
-    drop(stdout);
-    loop {
-        match listener.accept().await {
+/// What the command line asks for.
+enum Command {
+    Serve(Args),
+    Help,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
+    let mut parsed = Args {
+        addr: "127.0.0.1:6888".to_owned(),
+        grace: Duration::from_secs(5),
+        max_conns: 10_000,
+        idle_timeout: None,
+    };
+    let mut addr_seen = false;
+    while let Some(arg) = args.next() {
+        let mut value = |flag: &str| args.next().ok_or_else(|| format!("`{flag}` needs a value"));
+        match arg.as_str() {
+            "--help" | "-h" => return Ok(Command::Help),
+            "--grace" => parsed.grace = seconds("--grace", &value("--grace")?)?,
+            "--idle-timeout" => {
+                parsed.idle_timeout = Some(seconds("--idle-timeout", &value("--idle-timeout")?)?);
+            }
+            "--max-conns" => {
+                let v = value("--max-conns")?;
+                parsed.max_conns = match v.parse::<usize>() {
+                    Ok(n) if n > 0 => n,
+                    _ => {
+                        return Err(format!(
+                            "`--max-conns` takes a whole number above 0, not `{v}`"
+                        ));
+                    }
+                };
+            }
+            flag if flag.starts_with('-') => return Err(format!("unknown option `{flag}`")),
+            addr if !addr_seen => {
+                parsed.addr = addr.to_owned();
+                addr_seen = true;
+            }
+            extra => {
+                return Err(format!(
+                    "unexpected argument `{extra}`: ADDR was given already"
+                ));
+            }
+        }
+    }
+    Ok(Command::Serve(parsed))
+}
+
+/// Parses a number of seconds (fractions allowed).
+fn seconds(flag: &str, v: &str) -> Result<Duration, String> {
+    v.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("`{flag}` takes a number of seconds, not `{v}`"))
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Command::Serve(args)) => args,
+        Ok(Command::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("echo: {message}\nrun `echo --help` for the options");
+            return ExitCode::from(2);
+        }
+    };
+    match edgeloop::block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("echo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Counters, shared by the accept loop and the connection tasks.
+#[derive(Default)]
+struct Stats {
+    /// Connections served (accepted and not refused).
+    served: Cell<u64>,
+    /// Bytes echoed back, over all connections.
+    bytes: Cell<u64>,
+    /// Connections refused over `--max-conns`.
+    refused: Cell<u64>,
+    /// Connections closed by `--idle-timeout`.
+    idle_closed: Cell<u64>,
+    /// Connections open now.
+    open: Cell<usize>,
+    /// The shutdown, waiting for `open` to reach 0.
+    drained: RefCell<Option<Waker>>,
+}
+
+impl Stats {
+    fn connection_closed(&self) {
+        self.open.set(self.open.get() - 1);
+        if self.open.get() == 0
+            && let Some(waker) = self.drained.borrow_mut().take()
+        {
+            waker.wake();
+        }
+    }
+
+    /// Resolves once no connection is open.
+    async fn all_closed(&self) {
+        poll_fn(|cx| {
+            if self.open.get() == 0 {
+                Poll::Ready(())
+            } else {
+                *self.drained.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
+async fn serve(args: Args) -> io::Result<()> {
+    let listener = TcpListener::bind(args.addr.as_str()).await?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    println_flushed(&format!("listening on {}", listener.local_addr()?))?;
+
+    let stats = Rc::new(Stats::default());
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    let mut stop = pin!(async {
+        match select(pin!(terminate.recv()), pin!(interrupt.recv())).await {
+            Either::Left(_) => "SIGTERM",
+            Either::Right(_) => "SIGINT",
+        }
+    });
+    let signal_name = loop {
+        let accepted = match select(pin!(listener.accept()), stop.as_mut()).await {
+            Either::Left((accepted, _)) => accepted,
+            Either::Right((name, _)) => break name,
+        };
+        match accepted {
+            Ok((stream, _)) if stats.open.get() >= args.max_conns => {
+                stats.refused.set(stats.refused.get() + 1);
+                drop(stream); // accepted and closed at once
+            }
             Ok((stream, peer)) => {
-                edgeloop::spawn(async move {
-                    if let Err(e) = echo(stream).await {
+                stats.served.set(stats.served.get() + 1);
+                stats.open.set(stats.open.get() + 1);
+                let shared = stats.clone();
+                let idle_timeout = args.idle_timeout;
+                tasks.push(edgeloop::spawn(async move {
+                    if let Err(e) = echo(stream, &shared, idle_timeout).await {
                         eprintln!("connection {peer}: {e}");
                     }
-                });
+                    shared.connection_closed();
+                }));
+                if tasks.len() >= 1024 && tasks.len() >= 2 * stats.open.get() {
+                    tasks.retain(|t| !t.is_finished());
+                }
             }
             Err(e) if is_transient(&e) => eprintln!("accept: {e}; skipped"),
             Err(e) if is_resource_exhausted(&e) => {
                 eprintln!("accept: {e}; pausing {} ms", ACCEPT_BACKOFF.as_millis());
-                edgeloop::time::sleep(ACCEPT_BACKOFF).await;
+                time::sleep(ACCEPT_BACKOFF).await;
             }
             Err(e) => return Err(e),
         }
+    };
+
+    // Stop accepting: new connections are refused by the kernel from here on.
+    drop(listener);
+    eprintln!(
+        "{signal_name}: no longer accepting; waiting up to {:?} for {} open connection(s)",
+        args.grace,
+        stats.open.get()
+    );
+    let dropped = match time::timeout(args.grace, stats.all_closed()).await {
+        Ok(()) => 0,
+        Err(_) => stats.open.get(),
+    };
+    for task in &tasks {
+        task.abort();
     }
+    println_flushed(&format!(
+        "served {} connections, echoed {} bytes; refused {} over --max-conns, closed {} idle, \
+         dropped {} at shutdown",
+        stats.served.get(),
+        stats.bytes.get(),
+        stats.refused.get(),
+        stats.idle_closed.get(),
+        dropped
+    ))
+}
+
+fn println_flushed(line: &str) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{line}")?;
+    stdout.flush()
 }
 
 /// Errors that concern one pending connection, not the listener: accept(2) says to
@@ -79,14 +286,40 @@ fn is_resource_exhausted(e: &io::Error) -> bool {
     )
 }
 
-async fn echo(mut stream: TcpStream) -> io::Result<()> {
+async fn echo(
+    mut stream: TcpStream,
+    stats: &Stats,
+    idle_timeout: Option<Duration>,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let n = stream.read(&mut buf).await?;
+        let n = match idle_timeout {
+            None => stream.read(&mut buf).await?,
+            Some(limit) => match time::timeout(limit, stream.read(&mut buf)).await {
+                Ok(read) => read?,
+                Err(_) => {
+                    stats.idle_closed.set(stats.idle_closed.get() + 1);
+                    return Ok(()); // dropping the stream closes it
+                }
+            },
+        };
         if n == 0 {
             return stream.shutdown(Shutdown::Write);
         }
-        stream.write_all(&buf[..n]).await?;
+        // A client that stops reading stalls this write: under the idle timeout too,
+        // so it cannot hold its connection (and its `--max-conns` slot) for ever.
+        let written = match idle_timeout {
+            None => stream.write_all(&buf[..n]).await,
+            Some(limit) => match time::timeout(limit, stream.write_all(&buf[..n])).await {
+                Ok(written) => written,
+                Err(_) => {
+                    stats.idle_closed.set(stats.idle_closed.get() + 1);
+                    return Ok(());
+                }
+            },
+        };
+        written?;
+        stats.bytes.set(stats.bytes.get() + n as u64);
     }
 }

@@ -31,7 +31,15 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
-pub use edgeloop_runtime::{JoinError, JoinHandle, YieldNow, block_on, spawn, yield_now};
+pub use edgeloop_runtime::{
+    Builder, Handle, JoinError, JoinHandle, RemoteJoinHandle, Runtime, RuntimeMetrics, YieldNow,
+    block_on, spawn, spawn_blocking, yield_now,
+};
+
+/// The runtime and its handle, at tokio's paths (`edgeloop::runtime::Builder`, ...).
+pub mod runtime {
+    pub use edgeloop_runtime::{Builder, Handle, RemoteJoinHandle, Runtime, RuntimeMetrics};
+}
 
 /// Networking: TCP listeners and streams.
 pub mod net {
@@ -41,6 +49,11 @@ pub mod net {
 /// Timers.
 pub mod time {
     pub use edgeloop_runtime::time::*;
+}
+
+/// Unix signals as async streams: [`ctrl_c`](signal::ctrl_c), [`signal`](signal::signal).
+pub mod signal {
+    pub use edgeloop_runtime::signal::*;
 }
 
 /// The readiness API that sockets are built on, for wrapping other fds.

@@ -4,16 +4,17 @@
 
 mod support;
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Barrier, OnceLock};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Barrier, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use support::{
-    ChildGuard, XorShift, assert_same_bytes, first_line_within, pattern, std_connect,
-    std_roundtrip, with_timeout,
+    ChildGuard, XorShift, assert_same_bytes, first_line_within, lines_of, pattern, std_connect,
+    std_roundtrip, wait_until, with_timeout,
 };
 
 const MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
@@ -92,6 +93,12 @@ fn start_example_with(
         .take()
         .expect("stdout was set to piped");
     let line = first_line_within(stdout, Duration::from_secs(30))?;
+    Ok((guard, listening_addr(&line)))
+}
+
+/// The address in the example's first line of stdout, which must be exactly
+/// `listening on 127.0.0.1:PORT` with a non-zero port.
+fn listening_addr(line: &str) -> SocketAddr {
     let port: u16 = line
         .strip_prefix("listening on 127.0.0.1:")
         .and_then(|p| p.parse().ok())
@@ -102,7 +109,7 @@ fn start_example_with(
         format!("listening on 127.0.0.1:{port}"),
         "first line of the example's stdout"
     );
-    Ok((guard, SocketAddr::from(([127, 0, 0, 1], port))))
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 #[test]
@@ -287,5 +294,555 @@ fn echo_example_with_idle_connections_uses_no_cpu() -> io::Result<()> {
         );
         drop(clients);
         server.kill_expecting_running()
+    })
+}
+
+/// The example serving on `127.0.0.1:0` with some flags, as a user would run it:
+/// its stdout arrives line by line, its stderr is collected (for failure messages),
+/// and the guard kills it on every path.
+struct ExampleServer {
+    guard: ChildGuard,
+    pid: u32,
+    addr: SocketAddr,
+    /// Stdout lines after the first (`listening on ...`); disconnects at EOF.
+    stdout: mpsc::Receiver<String>,
+    /// Stderr so far.
+    stderr: Arc<Mutex<String>>,
+}
+
+impl ExampleServer {
+    /// Starts the example on `127.0.0.1:0` with `flags`, and waits for its address.
+    fn start(flags: &[&str]) -> io::Result<ExampleServer> {
+        let mut guard = ChildGuard::spawn(
+            Command::new(built_example()?)
+                .arg("127.0.0.1:0")
+                .args(flags)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )?;
+        let child = guard.child_mut();
+        let pid = child.id();
+        let stdout = lines_of(child.stdout.take().expect("stdout was piped"));
+        let stderr_lines = lines_of(child.stderr.take().expect("stderr was piped"));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in stderr_lines {
+                let mut text = sink.lock().unwrap_or_else(PoisonError::into_inner);
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        let server = ExampleServer {
+            guard,
+            pid,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            stdout,
+            stderr,
+        };
+        let first = server
+            .stdout
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|e| {
+                io::Error::other(format!(
+                    "no `listening on` line from `echo 127.0.0.1:0 {}` ({e}); stderr:\n{}",
+                    flags.join(" "),
+                    server.stderr()
+                ))
+            })?;
+        Ok(ExampleServer {
+            addr: listening_addr(&first),
+            ..server
+        })
+    }
+
+    /// What the server wrote on stderr so far.
+    fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sends `signal` to the server, as `kill -SIG PID` would; fails if the server
+    /// has exited already.
+    fn send(&mut self, signal: libc::c_int) -> io::Result<()> {
+        if let Some(status) = self.guard.child_mut().try_wait()? {
+            return Err(io::Error::other(format!(
+                "the example exited with {status} before it was sent signal {signal}; \
+                 stderr:\n{}",
+                self.stderr()
+            )));
+        }
+        let pid = libc::pid_t::try_from(self.pid).expect("a pid fits in pid_t");
+        // SAFETY: `kill` takes no pointers. `try_wait` just found the child not yet
+        // reaped, and only this guard reaps it, so `pid` still names it (at worst a
+        // zombie) and no other process.
+        if unsafe { libc::kill(pid, signal) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits (`limit` at most) until the server has exactly `n` sockets open
+    /// (listener and connections, from `/proc/PID/fd`): `what` happened (a connection
+    /// was accepted, the listener was closed). Fails at once if the server exits.
+    fn wait_for_sockets(&mut self, n: usize, limit: Duration, what: &str) -> io::Result<()> {
+        let pid = self.pid;
+        let child = self.guard.child_mut();
+        let mut last = None;
+        wait_until(limit, what, || {
+            if let Some(status) = child.try_wait()? {
+                return Err(io::Error::other(format!(
+                    "{what}: exited with {status} first"
+                )));
+            }
+            let now = sockets_of(pid)?;
+            last = Some(now);
+            Ok(now == n)
+        })
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "{e} ({last:?} sockets open, waiting for {n}); stderr:\n{}",
+                    self.stderr()
+                ),
+            )
+        })
+    }
+
+    /// Waits at most `limit` for the server to exit (reaping it), then for its
+    /// stdout to end; returns its status and its stdout lines after the first.
+    fn exit_within(&mut self, limit: Duration) -> io::Result<(ExitStatus, Vec<String>)> {
+        let child = self.guard.child_mut();
+        let mut status = None;
+        wait_until(limit, "the example exits", || {
+            status = child.try_wait()?;
+            Ok(status.is_some())
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("{e}; stderr:\n{}", self.stderr())))?;
+        let status = status.expect("wait_until returned once there was a status");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut lines = Vec::new();
+        loop {
+            match self
+                .stdout
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => lines.push(line),
+                Err(RecvTimeoutError::Disconnected) => return Ok((status, lines)),
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the example's stdout still open 5 s after it exited",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// How many sockets process `pid` has open now, from `/proc/PID/fd`.
+fn sockets_of(pid: u32) -> io::Result<usize> {
+    let mut sockets = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        match std::fs::read_link(entry?.path()) {
+            Ok(target) if target.to_string_lossy().starts_with("socket:") => sockets += 1,
+            Ok(_) => {}
+            // Closed between listing and reading the link.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sockets)
+}
+
+/// The summary line the example prints at shutdown.
+fn summary(served: u64, bytes: usize, refused: u64, idle: u64, dropped: u64) -> String {
+    format!(
+        "served {served} connections, echoed {bytes} bytes; refused {refused} over \
+         --max-conns, closed {idle} idle, dropped {dropped} at shutdown"
+    )
+}
+
+/// Reads from `stream`, which the server closed (or is closing): EOF or a reset
+/// passes, data or a read timeout fails. Returns how long the read took.
+fn expect_closed_by_server(stream: &mut std::net::TcpStream, what: &str) -> io::Result<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!(
+            "{what}: expected EOF or a reset, read {n} bytes: {:02x?}",
+            &buf[..n]
+        ),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "{what}: expected EOF or a reset, got {e} after {:?}",
+                    start.elapsed()
+                ),
+            ));
+        }
+    }
+    Ok(start.elapsed())
+}
+
+/// Closes `stream` as a polite client does: shuts down its write side, then reads
+/// to EOF, which must come with no more bytes (the server echoed everything and
+/// shut down its side).
+fn close_gracefully(mut stream: std::net::TcpStream, what: &str) -> io::Result<()> {
+    stream.shutdown(Shutdown::Write)?;
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest)?;
+    assert!(
+        rest.is_empty(),
+        "{what}: {} bytes after the last echo, before EOF: {rest:02x?}",
+        rest.len()
+    );
+    Ok(())
+}
+
+/// On SIGTERM the example closes its listener at once, keeps serving the open
+/// connection through the grace period, and exits 0 as soon as that connection
+/// closes, long before the grace period ends, with the summary as its last line.
+#[test]
+fn echo_example_on_sigterm_stops_accepting_serves_open_connections_then_exits_0() -> io::Result<()>
+{
+    with_timeout(300, "echo example, SIGTERM with an open connection", || {
+        let mut server = ExampleServer::start(&["--grace", "5"])?;
+        let mut client = std_connect(server.addr)?;
+        let echoed = std_roundtrip(&mut client, b"hello")?;
+        assert_same_bytes(&echoed, b"hello", "echo before SIGTERM");
+        // The listener and this connection (accepted: it was echoed).
+        let before = sockets_of(server.pid)?;
+
+        server.send(libc::SIGTERM)?;
+        server.wait_for_sockets(
+            before - 1,
+            Duration::from_secs(10),
+            "the listening socket closes after SIGTERM",
+        )?;
+        let echoed = std_roundtrip(&mut client, b"world")?;
+        assert_same_bytes(&echoed, b"world", "echo during the grace period");
+
+        match std::net::TcpStream::connect_timeout(&server.addr, Duration::from_secs(5)) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("connecting after SIGTERM: expected ECONNREFUSED, got {e}"),
+                ));
+            }
+            Ok(mut late) => {
+                // Tolerated: a connection that is closed at once.
+                late.set_read_timeout(Some(Duration::from_secs(5)))?;
+                let took = expect_closed_by_server(&mut late, "connection made after SIGTERM")?;
+                assert!(
+                    took < Duration::from_secs(2),
+                    "a connection made after SIGTERM was closed only after {took:?}"
+                );
+            }
+        }
+
+        close_gracefully(client, "the client, during the grace period")?;
+        let closed = Instant::now();
+        let (status, stdout) = server.exit_within(Duration::from_secs(15))?;
+        let took = closed.elapsed();
+        let stderr = server.stderr();
+        assert!(
+            status.success(),
+            "exit status after SIGTERM: {status}; stderr:\n{stderr}"
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "exited {took:?} after its last connection closed (grace 5 s): it waited \
+             instead of exiting once drained; stderr:\n{stderr}"
+        );
+        assert_eq!(
+            stdout,
+            [summary(1, 10, 0, 0, 0)],
+            "stdout after the `listening on` line; stderr:\n{stderr}"
+        );
+        Ok(())
+    })
+}
+
+/// On SIGINT (Ctrl-C) with a connection that never finishes, the example waits out
+/// the grace period, drops the connection, and exits 0 reporting it dropped.
+#[test]
+fn echo_example_on_sigint_drops_connections_still_open_when_the_grace_period_ends() -> io::Result<()>
+{
+    with_timeout(300, "echo example, SIGINT past the grace period", || {
+        let mut server = ExampleServer::start(&["--grace", "1"])?;
+        let before = sockets_of(server.pid)?;
+        let mut silent = std_connect(server.addr)?;
+        server.wait_for_sockets(
+            before + 1,
+            Duration::from_secs(10),
+            "the server accepts the silent client",
+        )?;
+
+        let signalled = Instant::now();
+        server.send(libc::SIGINT)?;
+        let (status, stdout) = server.exit_within(Duration::from_secs(15))?;
+        let took = signalled.elapsed();
+        let stderr = server.stderr();
+        assert!(
+            status.success(),
+            "exit status after SIGINT: {status}; stderr:\n{stderr}"
+        );
+        assert!(
+            took >= Duration::from_millis(900),
+            "exited {took:?} after SIGINT with a connection open: it did not wait out \
+             the 1 s grace period; stderr:\n{stderr}"
+        );
+        assert!(
+            took < Duration::from_secs(6),
+            "exited {took:?} after SIGINT, grace 1 s; stderr:\n{stderr}"
+        );
+        assert_eq!(
+            stdout,
+            [summary(1, 0, 0, 0, 1)],
+            "stdout after the `listening on` line; stderr:\n{stderr}"
+        );
+        expect_closed_by_server(&mut silent, "the silent client after the server exited")?;
+        Ok(())
+    })
+}
+
+/// With `--max-conns 2`, a third connection is accepted and closed at once, and
+/// counted; once one of the two closes, a new connection is served again.
+#[test]
+fn echo_example_with_max_conns_closes_connections_past_the_limit_and_counts_them() -> io::Result<()>
+{
+    with_timeout(300, "echo example, --max-conns 2", || {
+        let mut server = ExampleServer::start(&["--max-conns", "2"])?;
+        let mut echoed_bytes = 0;
+        let mut served = |stream: &mut std::net::TcpStream, msg: &[u8], what: &str| {
+            let echoed = std_roundtrip(stream, msg)?;
+            assert_same_bytes(&echoed, msg, what);
+            echoed_bytes += msg.len();
+            Ok::<(), io::Error>(())
+        };
+        let mut first = std_connect(server.addr)?;
+        served(&mut first, b"first", "first client")?;
+        let mut second = std_connect(server.addr)?;
+        served(&mut second, b"second", "second client")?;
+
+        let mut third = std_connect(server.addr)?;
+        third.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let took = expect_closed_by_server(&mut third, "third client, past --max-conns 2")?;
+        assert!(
+            took < Duration::from_secs(3),
+            "the third client was closed only after {took:?}"
+        );
+
+        close_gracefully(first, "first client")?;
+        let mut fourth = std_connect(server.addr)?;
+        served(&mut fourth, b"fourth, after one closed", "fourth client")?;
+        close_gracefully(second, "second client")?;
+        close_gracefully(fourth, "fourth client")?;
+
+        server.send(libc::SIGTERM)?;
+        let (status, stdout) = server.exit_within(Duration::from_secs(15))?;
+        let stderr = server.stderr();
+        assert!(
+            status.success(),
+            "exit status after SIGTERM: {status}; stderr:\n{stderr}"
+        );
+        assert_eq!(
+            stdout,
+            [summary(3, echoed_bytes, 1, 0, 0)],
+            "stdout after the `listening on` line; stderr:\n{stderr}"
+        );
+        Ok(())
+    })
+}
+
+/// With `--idle-timeout 0.5`, a client that sends nothing is closed after about
+/// half a second while one that sends every 100 ms keeps being served.
+#[test]
+fn echo_example_with_idle_timeout_closes_silent_clients_only() -> io::Result<()> {
+    with_timeout(300, "echo example, --idle-timeout 0.5", || {
+        let mut server = ExampleServer::start(&["--idle-timeout", "0.5"])?;
+        let connected = Instant::now();
+        let mut silent = std_connect(server.addr)?;
+        let watcher = std::thread::spawn(move || {
+            expect_closed_by_server(&mut silent, "silent client, --idle-timeout 0.5")
+                .map(|_| connected.elapsed())
+        });
+
+        let mut active = std_connect(server.addr)?;
+        let start = Instant::now();
+        let mut echoed_bytes = 0;
+        let mut i = 0;
+        while start.elapsed() < Duration::from_millis(1500) {
+            let msg = format!("ping {i}");
+            let echoed = std_roundtrip(&mut active, msg.as_bytes())?;
+            assert_same_bytes(&echoed, msg.as_bytes(), &format!("active client, {msg}"));
+            echoed_bytes += msg.len();
+            i += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let silent_closed_after = watcher.join().expect("watcher thread panicked")?;
+        assert!(
+            silent_closed_after >= Duration::from_millis(400),
+            "the silent client was closed {silent_closed_after:?} after connecting, before \
+             its 0.5 s idle timeout"
+        );
+        assert!(
+            silent_closed_after < Duration::from_secs(5),
+            "the silent client was closed only {silent_closed_after:?} after connecting"
+        );
+        close_gracefully(active, "active client")?;
+
+        server.send(libc::SIGTERM)?;
+        let (status, stdout) = server.exit_within(Duration::from_secs(15))?;
+        let stderr = server.stderr();
+        assert!(
+            status.success(),
+            "exit status after SIGTERM: {status}; stderr:\n{stderr}"
+        );
+        assert_eq!(
+            stdout,
+            [summary(2, echoed_bytes, 0, 1, 0)],
+            "stdout after the `listening on` line; stderr:\n{stderr}"
+        );
+        Ok(())
+    })
+}
+
+/// `--idle-timeout` is documented to "close a connection that has sent nothing for
+/// SECS seconds". A client that sends until every buffer is full and then neither
+/// sends nor reads has sent nothing since; the server, stuck echoing to it, must
+/// still close it after the timeout, or such clients pin connections (and
+/// `--max-conns` slots) forever.
+#[test]
+fn echo_example_with_idle_timeout_closes_clients_that_stop_sending_and_reading() -> io::Result<()> {
+    with_timeout(300, "echo example, stalled client", || {
+        let mut server = ExampleServer::start(&["--idle-timeout", "0.5"])?;
+        let before = sockets_of(server.pid)?;
+        let mut client = std_connect(server.addr)?;
+        client.set_write_timeout(Some(Duration::from_millis(500)))?;
+        // Send without ever reading until a write blocks: the echo fills this
+        // client's receive buffer and the server's send buffer, the server stops
+        // reading, and the bytes sent fill the rest. (A server may also close
+        // the connection while its echo is stalled, before the client stops.)
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0usize;
+        loop {
+            match client.write(&chunk) {
+                Ok(n) => sent += n,
+                // Blocked (timed out); or reset: the server closed it already.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::BrokenPipe
+                    ) =>
+                {
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+            assert!(
+                sent < 512 * 1024 * 1024,
+                "sent {sent} bytes without reading and writes never blocked"
+            );
+        }
+
+        server.wait_for_sockets(
+            before,
+            Duration::from_secs(5),
+            &format!(
+                "with --idle-timeout 0.5, the server closes a connection whose client sent \
+                 {sent} bytes without reading, then stopped sending"
+            ),
+        )?;
+
+        server.send(libc::SIGTERM)?;
+        let (status, stdout) = server.exit_within(Duration::from_secs(15))?;
+        let stderr = server.stderr();
+        assert!(
+            status.success(),
+            "exit status after SIGTERM: {status}; stderr:\n{stderr}"
+        );
+        assert!(
+            stdout.len() == 1
+                && stdout[0].starts_with("served 1 connections, echoed ")
+                && stdout[0].ends_with("closed 1 idle, dropped 0 at shutdown"),
+            "stdout after the `listening on` line: {stdout:?}; stderr:\n{stderr}"
+        );
+        Ok(())
+    })
+}
+
+/// Runs the example with `args` to its exit (10 s at most): status, stdout, stderr.
+fn run_to_exit(args: &[&str]) -> io::Result<(ExitStatus, String, String)> {
+    let mut child = ChildGuard::spawn(
+        Command::new(built_example()?)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )?;
+    child.output_within(Duration::from_secs(10))
+}
+
+#[test]
+fn echo_example_help_exits_0_and_names_every_flag() -> io::Result<()> {
+    with_timeout(300, "echo example --help", || {
+        let (status, stdout, stderr) = run_to_exit(&["--help"])?;
+        assert!(
+            status.success(),
+            "`echo --help` exited with {status}; stderr:\n{stderr}"
+        );
+        for flag in ["ADDR", "--grace", "--max-conns", "--idle-timeout", "--help"] {
+            assert!(
+                stdout.contains(flag),
+                "`echo --help` does not mention `{flag}`:\n{stdout}"
+            );
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn echo_example_rejects_bad_arguments_with_status_2_and_a_message_naming_them() -> io::Result<()> {
+    with_timeout(300, "echo example, bad arguments", || {
+        // The arguments, and what the message must name.
+        let cases: [(&[&str], &[&str]); 7] = [
+            (&["--grace", "abc"], &["--grace", "abc"]),
+            (&["--max-conns", "0"], &["--max-conns"]),
+            (&["--max-conns", "many"], &["--max-conns", "many"]),
+            (&["--idle-timeout", "-1"], &["--idle-timeout", "-1"]),
+            (&["--nope"], &["--nope"]),
+            (&["--grace"], &["--grace"]),
+            (&["127.0.0.1:0", "127.0.0.1:1"], &["127.0.0.1:1"]),
+        ];
+        for (args, named) in cases {
+            let (status, stdout, stderr) = run_to_exit(args)?;
+            let command = format!("echo {}", args.join(" "));
+            assert_eq!(
+                status.code(),
+                Some(2),
+                "`{command}` exited with {status}; stderr:\n{stderr}"
+            );
+            assert_eq!(stdout, "", "`{command}` printed on stdout");
+            for name in named {
+                assert!(
+                    stderr.contains(name),
+                    "`{command}`: stderr does not name `{name}`:\n{stderr}"
+                );
+            }
+        }
+        Ok(())
     })
 }

@@ -504,3 +504,41 @@ impl<T: Clone> EventLog<T> {
         self.inner.borrow().events.clone()
     }
 }
+
+/// Reads `reader` line by line on a helper thread; each line (without its newline)
+/// arrives on the returned channel, which disconnects at EOF or on a read error.
+/// Reading goes on whether or not anyone receives, so a child never blocks on a
+/// full pipe.
+pub fn lines_of<R: Read + Send + 'static>(reader: R) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in io::BufRead::lines(io::BufReader::new(reader)) {
+            let Ok(line) = line else { break };
+            // Ignored: with the receiver gone, the line is drained and dropped.
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// Calls `done` every 5 ms until it returns true, for at most `limit`; a timeout is
+/// an error naming `what`.
+pub fn wait_until(
+    limit: Duration,
+    what: &str,
+    mut done: impl FnMut() -> io::Result<bool>,
+) -> io::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done()? {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{what}: not within {limit:?}"),
+            ));
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
