@@ -111,8 +111,10 @@ struct InboxState {
     /// wake when many arrive before the loop runs.
     notified: bool,
     /// The eventfd the reactor watches; `None` once the runtime has shut down, so a
-    /// late wake never writes to a closed (or reused) fd number.
-    eventfd: Option<OwnedFd>,
+    /// late wake never writes to a closed (or reused) fd number. Shared so that a
+    /// waker writes to it after releasing the lock: the fd closes when the last
+    /// clone goes, never under a writer.
+    eventfd: Option<Arc<OwnedFd>>,
 }
 
 impl std::fmt::Debug for InboxState {
@@ -126,6 +128,32 @@ impl std::fmt::Debug for InboxState {
     }
 }
 
+impl InboxState {
+    /// The eventfd to write to, if no write is pending since the last drain.
+    fn take_notify(&mut self) -> Option<Arc<OwnedFd>> {
+        if self.notified {
+            return None;
+        }
+        let fd = self.eventfd.clone()?;
+        self.notified = true;
+        Some(fd)
+    }
+}
+
+/// Writes to the eventfd (outside the inbox lock).
+fn ring(fd: Option<Arc<OwnedFd>>) {
+    let Some(fd) = fd else {
+        return;
+    };
+    if eventfd::eventfd_write(fd.as_fd()).is_err() {
+        // EAGAIN: the counter is at its maximum (after 2^64 - 2 unread writes). It is
+        // readable already, but reset it so later writes succeed, and write again to
+        // make an edge.
+        let _ = eventfd::eventfd_read(fd.as_fd());
+        let _ = eventfd::eventfd_write(fd.as_fd());
+    }
+}
+
 impl Inbox {
     /// An inbox that signals through `eventfd`.
     pub(crate) fn new(eventfd: OwnedFd) -> Self {
@@ -134,7 +162,7 @@ impl Inbox {
                 ids: Vec::new(),
                 jobs: Vec::new(),
                 notified: false,
-                eventfd: Some(eventfd),
+                eventfd: Some(Arc::new(eventfd)),
             }),
         }
     }
@@ -146,43 +174,46 @@ impl Inbox {
 
     /// Queues `id` and makes sure the loop wakes up. A no-op after shutdown.
     pub(crate) fn push(&self, id: TaskId) {
-        let mut state = self.lock();
-        let Some(fd) = state.eventfd.as_ref() else {
-            return;
+        let fd = {
+            let mut state = self.lock();
+            if state.eventfd.is_none() {
+                return;
+            }
+            state.ids.push(id);
+            state.take_notify()
         };
-        if !state.notified {
-            // Ignored: the only failure for an open eventfd is EAGAIN at a counter of
-            // u64::MAX - 1, and then it is readable already, which is all we need.
-            let _ = eventfd::eventfd_write(fd.as_fd());
-            state.notified = true;
-        }
-        state.ids.push(id);
+        ring(fd);
     }
 
     /// Queues `job` to run on the runtime's thread and makes sure the loop wakes up.
     /// After shutdown the job comes back, for the caller to drop.
     pub(crate) fn push_job(&self, job: Job) -> Result<(), Job> {
-        let mut state = self.lock();
-        let Some(fd) = state.eventfd.as_ref() else {
-            return Err(job);
+        let fd = {
+            let mut state = self.lock();
+            if state.eventfd.is_none() {
+                return Err(job);
+            }
+            state.jobs.push(job);
+            state.take_notify()
         };
-        if !state.notified {
-            // Ignored, as in `push`.
-            let _ = eventfd::eventfd_write(fd.as_fd());
-            state.notified = true;
-        }
-        state.jobs.push(job);
+        ring(fd);
         Ok(())
     }
 
-    /// Moves every queued id into `ids` and every job into `jobs`, and resets the
-    /// eventfd.
+    /// Makes the loop go round once more (to look at state that changed on another
+    /// thread). A no-op after shutdown.
+    pub(crate) fn notify(&self) {
+        let fd = self.lock().take_notify();
+        ring(fd);
+    }
+
+    /// Moves every queued id into `ids` and every job into `jobs`.
+    ///
+    /// The eventfd is not read: it is registered edge-triggered, and every write
+    /// makes a new edge whatever its counter holds, so resetting it would only cost
+    /// a syscall per wakeup.
     pub(crate) fn drain(&self, ids: &mut Vec<TaskId>, jobs: &mut Vec<Job>) {
         let mut state = self.lock();
-        if let Some(fd) = state.eventfd.as_ref() {
-            // Ignored: WouldBlock means the counter was zero already.
-            let _ = eventfd::eventfd_read(fd.as_fd());
-        }
         state.notified = false;
         ids.append(&mut state.ids);
         jobs.append(&mut state.jobs);
