@@ -271,3 +271,71 @@ fn refused_signals_are_invalid_input() {
         }
     });
 }
+
+/// Whether this process has a handler installed for `signum`, from the `SigCgt`
+/// ("caught") mask in `/proc/self/status`.
+fn handler_installed(signum: i32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .map(|m| u64::from_str_radix(m.trim(), 16).expect("hex mask"))
+        .expect("a SigCgt line");
+    mask & (1 << (signum - 1)) != 0
+}
+
+/// Set in the child process of the test below.
+const EMFILE_CHILD: &str = "EDGELOOP_TEST_SIGNAL_EMFILE_CHILD";
+
+#[test]
+fn a_signal_call_that_fails_leaves_the_default_action_in_place() {
+    if std::env::var_os(EMFILE_CHILD).is_some() {
+        // The pipe exists already: another listener came first.
+        block_on(async { drop(signal(SignalKind::user_defined2()).unwrap()) });
+        assert!(
+            !handler_installed(libc::SIGTERM),
+            "SIGTERM caught from the start"
+        );
+        block_on(async {
+            // Use up the fd table, so the driver cannot get its copy of the pipe.
+            let mut hog = Vec::new();
+            while let Ok(f) = std::fs::File::open("/dev/null") {
+                hog.push(f);
+            }
+            let result = signal(SignalKind::terminate());
+            drop(hog);
+            let err = result.expect_err("signal() succeeded with no fd left");
+            assert_eq!(err.raw_os_error(), Some(libc::EMFILE), "{err}");
+        });
+        assert!(
+            !handler_installed(libc::SIGTERM),
+            "signal(SIGTERM) failed, yet its handler is installed: SIGTERM no longer \
+             terminates the process and nothing listens for it"
+        );
+        return;
+    }
+    let _serial = serial();
+    let child = with_timeout(
+        60,
+        "a_signal_call_that_fails_leaves_the_default_action_in_place",
+        || {
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "a_signal_call_that_fails_leaves_the_default_action_in_place",
+                    "--test-threads",
+                    "1",
+                ])
+                .env(EMFILE_CHILD, "1")
+                .output()
+                .unwrap()
+        },
+    );
+    assert!(
+        child.status.success(),
+        "the child failed: {:?}\n{}\n{}",
+        child.status,
+        String::from_utf8_lossy(&child.stdout),
+        String::from_utf8_lossy(&child.stderr)
+    );
+}

@@ -11,11 +11,36 @@ use std::sync::Arc;
 
 use crate::executor::waker::{Inbox, TaskId};
 use crate::reactor::Reactor;
-use crate::runtime::Core;
+use crate::runtime::{Core, Handle};
 use crate::time::Timers;
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+    /// On a blocking-pool thread while it runs a job: the handle of the runtime that
+    /// spawned the job.
+    static BLOCKING: RefCell<Option<Handle>> = const { RefCell::new(None) };
+}
+
+/// Makes `handle` what [`Handle::current`] gives on this (blocking-pool) thread until
+/// the guard drops.
+pub(crate) fn enter_blocking(handle: Handle) -> impl Drop {
+    struct Leave(Option<Handle>);
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            let _ = BLOCKING.try_with(|b| drop(std::mem::replace(&mut *b.borrow_mut(), previous)));
+        }
+    }
+    let previous = BLOCKING
+        .try_with(|b| b.borrow_mut().replace(handle))
+        .ok()
+        .flatten();
+    Leave(previous)
+}
+
+/// The handle set by [`enter_blocking`], if any.
+pub(crate) fn blocking_handle() -> Option<Handle> {
+    BLOCKING.try_with(|b| b.borrow().clone()).ok().flatten()
 }
 
 /// Makes `core` current.
@@ -37,13 +62,19 @@ pub(crate) fn enter(core: Rc<Core>) {
 
 /// Makes `core` current (or none), whatever was current before; returns that, for
 /// the caller to put back. Used to shut a runtime down from inside another.
+///
+/// During thread-local destruction (a runtime kept in a `thread_local!`, dropped at
+/// thread exit) the context is gone: nothing is made current, and `None` returned.
 pub(crate) fn swap(core: Option<Rc<Core>>) -> Option<Rc<Core>> {
-    CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), core))
+    CURRENT
+        .try_with(|c| std::mem::replace(&mut *c.borrow_mut(), core))
+        .ok()
+        .flatten()
 }
 
 /// Clears the current runtime; returns it so the caller can drop it after.
 pub(crate) fn leave() -> Option<Rc<Core>> {
-    CURRENT.with(|c| c.borrow_mut().take())
+    CURRENT.try_with(|c| c.borrow_mut().take()).ok().flatten()
 }
 
 /// Runs `f` with the current runtime, if any.

@@ -23,7 +23,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::executor::JoinHandle;
-use crate::runtime::Config;
+use crate::executor::waker::Inbox;
+use crate::runtime::{Config, Handle};
 
 /// A job for a pool thread.
 type Job = Box<dyn FnOnce() + Send>;
@@ -38,6 +39,8 @@ struct Shared {
     /// Jobs of `spawn_blocking` submitted and not yet done: while any is, a paused
     /// clock does not jump (the job's result may be what the runtime waits for).
     in_flight: AtomicUsize,
+    /// The runtime's inbox, to wake its loop when `in_flight` drops to 0.
+    inbox: Arc<Inbox>,
     /// Signalled when a job is queued (for idle threads) and when a thread exits
     /// (for `shutdown`).
     cond: Condvar,
@@ -59,7 +62,7 @@ struct State {
 }
 
 impl BlockingPool {
-    pub(crate) fn new(config: &Config) -> Self {
+    pub(crate) fn new(config: &Config, inbox: Arc<Inbox>) -> Self {
         BlockingPool {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -70,6 +73,7 @@ impl BlockingPool {
                     shutdown: false,
                 }),
                 in_flight: AtomicUsize::new(0),
+                inbox,
                 cond: Condvar::new(),
                 max_threads: config.max_blocking_threads,
                 keep_alive: config.keep_alive,
@@ -117,21 +121,36 @@ impl BlockingPool {
         }
     }
 
-    /// Runs `f` on a pool thread, counted in [`in_flight`](Self::in_flight) until it
-    /// has returned; `done` then gets its result (or its panic) on that thread.
-    pub(crate) fn spawn_tracked<R: Send + 'static>(
+    /// Runs `f` on a pool thread, counted in [`in_flight`](Self::in_flight) until
+    /// `done` has had its outcome: `Some` with `f`'s result (or panic), or `None` if
+    /// the job was dropped unrun (at shutdown, or when no thread could start).
+    /// While `f` runs, [`Handle::current`] on that thread gives `handle`.
+    pub(crate) fn spawn_tracked<R, D>(
         &self,
+        handle: Handle,
         f: impl FnOnce() -> R + Send + 'static,
-        done: impl FnOnce(thread::Result<R>) + Send + 'static,
-    ) {
-        let shared = self.shared.clone();
-        shared.in_flight.fetch_add(1, Ordering::SeqCst);
-        let guard = InFlight(shared);
+        done: D,
+    ) where
+        R: Send + 'static,
+        D: FnOnce(Option<thread::Result<R>>) + Send + 'static,
+    {
+        self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        let mut tracked = Tracked {
+            done: Some(done),
+            _in_flight: InFlight(self.shared.clone()),
+            _result: std::marker::PhantomData,
+        };
         self.spawn(Box::new(move || {
-            let result = catch_unwind(AssertUnwindSafe(f));
-            // Done before `done` wakes anyone: the woken runtime must see it.
-            drop(guard);
-            done(result);
+            let result = {
+                let _current = crate::context::enter_blocking(handle);
+                catch_unwind(AssertUnwindSafe(f))
+            };
+            if let Some(done) = tracked.done.take() {
+                done(Some(result));
+            }
+            // `tracked` drops last: the job counts as in flight until whoever it
+            // woke can see its result.
+            drop(tracked);
         }));
     }
 
@@ -243,12 +262,32 @@ impl Shared {
     }
 }
 
-/// Counts a job in flight until dropped (run, or dropped unrun at shutdown).
+/// A tracked job's completion callback, called with `None` if the job is dropped
+/// unrun.
+struct Tracked<R, D: FnOnce(Option<thread::Result<R>>)> {
+    done: Option<D>,
+    /// Dropped after `done` ran (fields drop after `Drop::drop`).
+    _in_flight: InFlight,
+    _result: std::marker::PhantomData<fn(R)>,
+}
+
+impl<R, D: FnOnce(Option<thread::Result<R>>)> Drop for Tracked<R, D> {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(None); // dropped unrun
+        }
+    }
+}
+
+/// Counts a job in flight until dropped (run, or dropped unrun at shutdown). The
+/// last one out wakes the runtime, whose paused clock may now jump.
 struct InFlight(Arc<Shared>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.inbox.notify();
+        }
     }
 }
 
@@ -347,7 +386,9 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    let Some(pool) = crate::context::with_core(|core| core.blocking.clone()) else {
+    let Some((pool, runtime)) =
+        crate::context::with_core(|core| (core.blocking.clone(), core.handle()))
+    else {
         panic!(
             "`spawn_blocking` called outside `block_on`; call it from inside the future \
              passed to `edgeloop::block_on`, or use `Handle::spawn_blocking`"
@@ -360,7 +401,20 @@ where
         }),
     });
     let handle = crate::spawn(AwaitBlocking { slot: slot.clone() });
-    pool.spawn_tracked(f, move |result| {
+    let watched = slot.clone();
+    // Not run if the awaiting task is gone already (aborted, or its runtime shut
+    // down) by the time a thread picks the job up.
+    let job = move || (Arc::strong_count(&watched) > 2).then(f);
+    pool.spawn_tracked(runtime, job, move |outcome| {
+        let result = match outcome {
+            Some(Ok(Some(value))) => Ok(value),
+            Some(Ok(None)) => return, // skipped: nobody waits
+            Some(Err(payload)) => Err(payload),
+            None => Err(Box::new(
+                "the `spawn_blocking` job was dropped before it ran: the runtime shut down, \
+                 or no pool thread could be started",
+            ) as Box<dyn std::any::Any + Send>),
+        };
         let waker = {
             let mut state = slot.lock();
             state.result = Some(result);

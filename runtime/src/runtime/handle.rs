@@ -47,18 +47,23 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// The handle of the runtime running on this thread.
+    /// The handle of the runtime running on this thread, or, inside a
+    /// [`spawn_blocking`](crate::spawn_blocking) closure, of the runtime that
+    /// spawned it.
     ///
     /// # Panics
     ///
-    /// Outside [`block_on`](crate::block_on) (or [`Runtime::block_on`](crate::Runtime::block_on)).
+    /// Outside [`block_on`](crate::block_on) (or [`Runtime::block_on`](crate::Runtime::block_on))
+    /// and outside a blocking job.
     pub fn current() -> Handle {
-        crate::context::with_core(|core| core.handle()).unwrap_or_else(|| {
-            panic!(
-                "`Handle::current` called outside `block_on`; call it from inside the \
+        crate::context::with_core(|core| core.handle())
+            .or_else(crate::context::blocking_handle)
+            .unwrap_or_else(|| {
+                panic!(
+                    "`Handle::current` called outside `block_on`; call it from inside the \
                  future passed to `edgeloop::block_on`, or use `Runtime::handle`"
-            )
-        })
+                )
+            })
     }
 
     /// Spawns `future` on the handle's runtime, from any thread. The future runs on
@@ -97,18 +102,16 @@ impl Handle {
         R: Send + 'static,
     {
         let state = Arc::new(RemoteState::new());
-        let guard = CancelUnlessDone(state.clone());
         let aborted = state.clone();
-        let job = move || {
-            // Aborted before it started: not run, and `guard` records "cancelled".
-            let run = !aborted.lock().cancel_requested;
-            run.then(f)
-        };
+        // Aborted before a thread picks it up: not run.
+        let job = move || (!aborted.lock().cancel_requested).then(f);
+        let done = state.clone();
         self.blocking
-            .spawn_tracked(job, move |result| match result {
-                Ok(Some(value)) => guard.0.complete(Ok(value)),
-                Ok(None) => drop(guard),
-                Err(payload) => guard.0.complete(Err(JoinError::panic(payload))),
+            .spawn_tracked(self.clone(), job, move |outcome| match outcome {
+                Some(Ok(Some(value))) => done.complete(Ok(value)),
+                Some(Err(payload)) => done.complete(Err(JoinError::panic(payload))),
+                // Skipped after `abort`, or dropped unrun at shutdown.
+                Some(Ok(None)) | None => done.complete(Err(JoinError::cancelled())),
             });
         RemoteJoinHandle { state }
     }
@@ -117,15 +120,6 @@ impl Handle {
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle").finish_non_exhaustive()
-    }
-}
-
-/// Records "cancelled" if dropped before the job it travels with completed.
-struct CancelUnlessDone<T>(Arc<RemoteState<T>>);
-
-impl<T> Drop for CancelUnlessDone<T> {
-    fn drop(&mut self) {
-        self.0.complete(Err(JoinError::cancelled()));
     }
 }
 

@@ -75,11 +75,12 @@ impl Core {
         if config.start_paused {
             timers.pause();
         }
+        let inbox = Arc::new(Inbox::new(notifier));
         Ok(Core {
-            executor: Executor::new(Arc::new(Inbox::new(notifier))),
+            blocking: Arc::new(BlockingPool::new(config, inbox.clone())),
+            executor: Executor::new(inbox),
             reactor: Rc::new(reactor),
             timers: Rc::new(timers),
-            blocking: Arc::new(BlockingPool::new(config)),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             event_interval: config.event_interval,
         })
@@ -101,13 +102,30 @@ impl Core {
         self: &Rc<Self>,
         deadline: Option<Instant>,
     ) -> Option<Box<dyn std::any::Any + Send>> {
+        /// Puts the outer context back, also if dropping the timers unwinds.
+        struct Restore(Option<Option<Rc<Core>>>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                if let Some(outer) = self.0.take() {
+                    drop(context::swap(outer));
+                }
+            }
+        }
         let outer = context::swap(Some(self.clone()));
+        // Inside another runtime's `block_on`, waiting for our blocking jobs would
+        // stall that runtime's loop (a job may wait for one of its tasks): leave
+        // them to finish on their own. (tokio panics here instead.)
+        let deadline = if outer.is_some() {
+            Some(Instant::now())
+        } else {
+            deadline
+        };
+        let restore = Restore(Some(outer));
         let task_panic = self.executor.shutdown();
         self.timers.clear();
-        let ours = context::swap(outer);
+        drop(restore);
         self.reactor.shutdown();
         self.executor.inbox().close();
-        drop(ours);
         self.blocking.shutdown(deadline);
         task_panic
     }
@@ -149,7 +167,8 @@ impl Drop for Enter {
 /// the remaining tasks (inside the runtime, so their destructors may still use
 /// I/O), closes its fds, drops blocking jobs that have not started and waits for
 /// the running ones (like tokio; see [`shutdown_timeout`](Runtime::shutdown_timeout)
-/// to bound that wait).
+/// to bound that wait). Dropped inside another runtime's `block_on`, it does not
+/// wait: that would stall the other runtime's loop (tokio panics there instead).
 ///
 /// Unlike tokio's, this runtime is not `Send`: its tasks need not be `Send`, so they
 /// and the runtime stay on the thread that created it. Reach it from other threads
@@ -320,6 +339,8 @@ fn run<F: Future>(core: &Core, mut future: std::pin::Pin<&mut F>) -> F::Output {
             _ if busy => Some(Duration::ZERO),
             // Paused: never wait for a timer, look at I/O and then jump the clock.
             Some(_) if may_jump => Some(Duration::ZERO),
+            // Paused, a blocking job is out, and a timer is due on the paused clock.
+            Some(_) if paused && core.timers.has_due() => Some(Duration::ZERO),
             // Paused, but a blocking job is out: wait for it (or for I/O).
             Some(_) if paused => None,
             Some(deadline) => Some(deadline.saturating_duration_since(core.timers.now())),

@@ -108,11 +108,13 @@ pub fn signal(kind: SignalKind) -> io::Result<Signal> {
     }
     kind::check(kind)?;
     let signum = kind.as_raw_value();
+    // The driver first: if it cannot start (say at the fd limit), no handler is
+    // installed, and the signal keeps its default action.
+    driver::ensure_driver()?;
     let listener = registry::register(signum)?;
     // Read after `register`, so the handler is in place: every delivery from here on
     // raises the count above `seen`.
     let seen = registry::deliveries(signum);
-    driver::ensure_driver()?;
     Ok(Signal {
         kind,
         listener,

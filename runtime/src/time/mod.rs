@@ -179,6 +179,15 @@ impl Timers {
         Some(self.base + Duration::from_micros(tick))
     }
 
+    /// Whether a timer is due by now (exactly, without the wakeup slack).
+    pub(crate) fn has_due(&self) -> bool {
+        let now = self.tick_floor(self.now());
+        self.wheel
+            .borrow()
+            .next_expiration()
+            .is_some_and(|tick| tick <= now)
+    }
+
     /// Wakes every timer due by now, in deadline order.
     pub(crate) fn fire(&self) {
         let now = self.tick_floor(self.now());
