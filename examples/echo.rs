@@ -159,10 +159,12 @@ struct Stats {
 impl Stats {
     fn connection_closed(&self) {
         self.open.set(self.open.get() - 1);
-        if self.open.get() == 0
-            && let Some(waker) = self.drained.borrow_mut().take()
-        {
-            waker.wake();
+        if self.open.get() == 0 {
+            // Taken in its own statement: the borrow ends before the wake.
+            let waker = self.drained.borrow_mut().take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
         }
     }
 
@@ -195,9 +197,11 @@ async fn serve(args: Args) -> io::Result<()> {
         }
     });
     let signal_name = loop {
-        let accepted = match select(pin!(listener.accept()), stop.as_mut()).await {
-            Either::Left((accepted, _)) => accepted,
-            Either::Right((name, _)) => break name,
+        // The stop signal is polled first, so a flood of connections cannot delay
+        // the shutdown (dropping a pending `accept` loses no connection).
+        let accepted = match select(stop.as_mut(), pin!(listener.accept())).await {
+            Either::Left((name, _)) => break name,
+            Either::Right((accepted, _)) => accepted,
         };
         match accepted {
             Ok((stream, _)) if stats.open.get() >= args.max_conns => {
