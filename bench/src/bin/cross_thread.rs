@@ -130,42 +130,53 @@ fn new_counter() -> Arc<(AtomicU64, std::sync::Mutex<Option<std::task::Waker>>)>
     Arc::new((AtomicU64::new(0), std::sync::Mutex::new(None)))
 }
 
+/// The three measurements on runtime `$rt`, whose `spawn_blocking` is `$blocking`
+/// and whose `Send` handle is `$handle`. A macro, not a generic function: the two
+/// runtimes share no trait for these calls.
+macro_rules! measure {
+    ($rt:expr, $blocking:path, $handle:expr) => {{
+        let rt = $rt;
+        let lat = rt.block_on(blocking_latencies(|i| async move {
+            $blocking(move || i).await.unwrap()
+        }));
+        let counter = new_counter();
+        let handle = $handle;
+        let start = Instant::now();
+        let c = counter.clone();
+        let spawner = thread::spawn(move || {
+            for _ in 0..REMOTE_SPAWNS {
+                let c = c.clone();
+                drop(handle.spawn(async move {
+                    c.0.fetch_add(1, Ordering::AcqRel);
+                    if let Some(w) = c.1.lock().unwrap().take() {
+                        w.wake();
+                    }
+                }));
+            }
+        });
+        rt.block_on(until_count(counter, REMOTE_SPAWNS));
+        let remote = start.elapsed();
+        spawner.join().unwrap();
+        let shared = new_counter();
+        let acked = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let pinger = ping_pong_thread(shared.clone(), acked.clone());
+        rt.block_on(ping_pong_task(shared, acked));
+        let wakes = start.elapsed();
+        pinger.join().unwrap();
+        Round {
+            blocking_p50: micros(percentile(&lat, 50.0)),
+            blocking_p99: micros(percentile(&lat, 99.0)),
+            remote_ms: millis(remote),
+            wakes_ms: millis(wakes),
+        }
+    }};
+}
+
 fn run_edgeloop() -> Round {
     let rt = edgeloop::Runtime::new().expect("runtime");
-    let lat = rt.block_on(blocking_latencies(|i| async move {
-        edgeloop::spawn_blocking(move || i).await.unwrap()
-    }));
-    let counter = new_counter();
     let handle = rt.handle();
-    let start = Instant::now();
-    let c = counter.clone();
-    let spawner = thread::spawn(move || {
-        for _ in 0..REMOTE_SPAWNS {
-            let c = c.clone();
-            drop(handle.spawn(async move {
-                c.0.fetch_add(1, Ordering::AcqRel);
-                if let Some(w) = c.1.lock().unwrap().take() {
-                    w.wake();
-                }
-            }));
-        }
-    });
-    rt.block_on(until_count(counter, REMOTE_SPAWNS));
-    let remote = start.elapsed();
-    spawner.join().unwrap();
-    let shared = new_counter();
-    let acked = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let pinger = ping_pong_thread(shared.clone(), acked.clone());
-    rt.block_on(ping_pong_task(shared, acked));
-    let wakes = start.elapsed();
-    pinger.join().unwrap();
-    Round {
-        blocking_p50: micros(percentile(&lat, 50.0)),
-        blocking_p99: micros(percentile(&lat, 99.0)),
-        remote_ms: millis(remote),
-        wakes_ms: millis(wakes),
-    }
+    measure!(rt, edgeloop::spawn_blocking, handle)
 }
 
 fn run_tokio() -> Round {
@@ -174,40 +185,8 @@ fn run_tokio() -> Round {
         .enable_all()
         .build()
         .expect("runtime");
-    let lat = rt.block_on(blocking_latencies(|i| async move {
-        tokio::task::spawn_blocking(move || i).await.unwrap()
-    }));
-    let counter = new_counter();
     let handle = rt.handle().clone();
-    let start = Instant::now();
-    let c = counter.clone();
-    let spawner = thread::spawn(move || {
-        for _ in 0..REMOTE_SPAWNS {
-            let c = c.clone();
-            drop(handle.spawn(async move {
-                c.0.fetch_add(1, Ordering::AcqRel);
-                if let Some(w) = c.1.lock().unwrap().take() {
-                    w.wake();
-                }
-            }));
-        }
-    });
-    rt.block_on(until_count(counter, REMOTE_SPAWNS));
-    let remote = start.elapsed();
-    spawner.join().unwrap();
-    let shared = new_counter();
-    let acked = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let pinger = ping_pong_thread(shared.clone(), acked.clone());
-    rt.block_on(ping_pong_task(shared, acked));
-    let wakes = start.elapsed();
-    pinger.join().unwrap();
-    Round {
-        blocking_p50: micros(percentile(&lat, 50.0)),
-        blocking_p99: micros(percentile(&lat, 99.0)),
-        remote_ms: millis(remote),
-        wakes_ms: millis(wakes),
-    }
+    measure!(rt, tokio::task::spawn_blocking, handle)
 }
 
 fn main() {
