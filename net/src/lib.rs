@@ -49,12 +49,16 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod addr;
-#[allow(unsafe_code)] // every libc call of this crate; contract in sys.rs
+#[allow(unsafe_code)] // every libc call of this crate; contract in sys/mod.rs
 mod sys;
 mod tcp;
+mod udp;
+pub mod unix;
 
 pub use addr::{__private, ToSocketAddrs, lookup_host};
 pub use tcp::{
-    Incoming, OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpListener, TcpStream,
-    WriteHalf,
+    Incoming, OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpListener, TcpSocket,
+    TcpStream, WriteHalf,
 };
+pub use udp::UdpSocket;
+pub use unix::{UnixDatagram, UnixListener, UnixStream};

@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::{Direction, Registration};
@@ -15,8 +16,16 @@ use super::{Direction, Registration};
 ///
 /// Every operation has the same shape: try the syscall; on `WouldBlock`, call
 /// [`clear_ready`](Self::clear_ready), await [`poll_ready`](Self::poll_ready), and
-/// loop. [`poll_io`](Self::poll_io) is that loop written once. The fd should be
-/// non-blocking.
+/// loop. [`poll_io`](Self::poll_io) is that loop written once, and
+/// [`read_with`](Self::read_with) / [`write_with`](Self::write_with) are its `async`
+/// forms. [`new`](Self::new) puts the fd in non-blocking mode (`O_NONBLOCK` is a
+/// property of the open file, so a shared one, such as a terminal's stdin, turns
+/// non-blocking for every process using it, as with tokio and smol).
+///
+/// With `T: Read` / `T: Write`, it implements `futures-io`'s `AsyncRead` /
+/// `AsyncWrite`, so `futures-util`'s `AsyncReadExt`, `BufReader`, `lines` and
+/// `copy` work on it. This is edgeloop's answer to smol's `Async<T>`: one type,
+/// tokio's name.
 ///
 /// Dropping an `AsyncFd` deletes the fd from the epoll set (`EPOLL_CTL_DEL`) and then
 /// drops the object, which closes it; [`into_inner`](Self::into_inner) deregisters
@@ -68,6 +77,7 @@ impl<T: AsFd> AsyncFd<T> {
     ///
     /// If called outside [`block_on`](crate::block_on).
     pub fn new(io: T) -> io::Result<Self> {
+        crate::sys::fcntl::set_nonblocking(io.as_fd())?;
         let registration = Registration::new(io.as_fd())?;
         Ok(AsyncFd { registration, io })
     }
@@ -75,6 +85,81 @@ impl<T: AsFd> AsyncFd<T> {
     /// The registered object.
     pub fn get_ref(&self) -> &T {
         &self.io
+    }
+
+    /// The registered object, mutably. Do not replace its fd.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.io
+    }
+
+    /// Waits until the fd is readable (see [`ready`](Self::ready)).
+    ///
+    /// # Errors
+    ///
+    /// As [`poll_ready`](Self::poll_ready).
+    pub async fn readable(&self) -> io::Result<()> {
+        self.ready(Direction::Read).await
+    }
+
+    /// Waits until the fd is writable (see [`ready`](Self::ready)).
+    ///
+    /// # Errors
+    ///
+    /// As [`poll_ready`](Self::poll_ready).
+    pub async fn writable(&self) -> io::Result<()> {
+        self.ready(Direction::Write).await
+    }
+
+    /// Runs `op` until it does not say `WouldBlock`, waiting for readability before
+    /// each retry (smol's name; [`io`](Self::io) with [`Direction::Read`]).
+    ///
+    /// # Errors
+    ///
+    /// Whatever `op` returns other than `WouldBlock`.
+    pub async fn read_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        self.io(Direction::Read, op).await
+    }
+
+    /// [`read_with`](Self::read_with) with the object borrowed mutably.
+    ///
+    /// # Errors
+    ///
+    /// Whatever `op` returns other than `WouldBlock`.
+    pub async fn read_with_mut<R>(
+        &mut self,
+        mut op: impl FnMut(&mut T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        poll_fn(|cx| {
+            let AsyncFd { registration, io } = &mut *self;
+            registration.poll_io(Direction::Read, cx, || op(io))
+        })
+        .await
+    }
+
+    /// Runs `op` until it does not say `WouldBlock`, waiting for writability before
+    /// each retry ([`io`](Self::io) with [`Direction::Write`]).
+    ///
+    /// # Errors
+    ///
+    /// Whatever `op` returns other than `WouldBlock`.
+    pub async fn write_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        self.io(Direction::Write, op).await
+    }
+
+    /// [`write_with`](Self::write_with) with the object borrowed mutably.
+    ///
+    /// # Errors
+    ///
+    /// Whatever `op` returns other than `WouldBlock`.
+    pub async fn write_with_mut<R>(
+        &mut self,
+        mut op: impl FnMut(&mut T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        poll_fn(|cx| {
+            let AsyncFd { registration, io } = &mut *self;
+            registration.poll_io(Direction::Write, cx, || op(io))
+        })
+        .await
     }
 
     /// Deregisters and returns the object, still open.
@@ -154,6 +239,40 @@ impl<T: AsFd> AsyncFd<T> {
     /// `WouldBlock`, whatever `op` returns, or an error if the runtime has shut down.
     pub fn try_io<R>(&self, dir: Direction, op: impl FnOnce(&T) -> io::Result<R>) -> io::Result<R> {
         self.registration.try_io(dir, || op(&self.io))
+    }
+}
+
+/// Reads through `T`'s [`Read`](io::Read), waiting for readability on `WouldBlock`.
+impl<T: AsFd + io::Read + Unpin> futures_io::AsyncRead for AsyncFd<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let AsyncFd { registration, io } = self.get_mut();
+        registration.poll_io(Direction::Read, cx, || io.read(buf))
+    }
+}
+
+/// Writes through `T`'s [`Write`](io::Write), waiting for writability on
+/// `WouldBlock`. `poll_close` flushes; closing the fd is dropping the `AsyncFd`.
+impl<T: AsFd + io::Write + Unpin> futures_io::AsyncWrite for AsyncFd<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let AsyncFd { registration, io } = self.get_mut();
+        registration.poll_io(Direction::Write, cx, || io.write(buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let AsyncFd { registration, io } = self.get_mut();
+        registration.poll_io(Direction::Write, cx, || io.flush())
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush(cx)
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub(crate) mod epoll;
 pub(crate) mod eventfd;
+pub(crate) mod fcntl;
 pub(crate) mod prctl;
 pub(crate) mod signal;
 

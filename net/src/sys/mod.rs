@@ -5,6 +5,10 @@
 //! [`OwnedFd`] at once; `-1`/errno becomes [`io::Error::last_os_error`] untouched, so
 //! `raw_os_error()` and the error kind survive; `EINTR` is returned as it came.
 
+pub(crate) mod socket;
+pub(crate) mod udp;
+pub(crate) mod unix;
+
 use std::io;
 use std::mem::{self, MaybeUninit};
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6};

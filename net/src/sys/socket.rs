@@ -1,0 +1,1 @@
+//! Socket options and calls for the `TcpSocket` builder (to be written).

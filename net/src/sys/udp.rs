@@ -1,0 +1,1 @@
+//! Datagram calls for `UdpSocket` (to be written).

@@ -1,0 +1,1 @@
+//! Unix-domain socket calls (to be written).
