@@ -542,3 +542,53 @@ pub fn wait_until(
         thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Builds example `name` once per test binary (debug profile, like the tests) and
+/// returns the path of its binary, or why it could not be built.
+pub fn built_example(name: &'static str) -> io::Result<std::path::PathBuf> {
+    use std::sync::{Mutex, OnceLock};
+    static BUILT: OnceLock<Mutex<BTreeMap<&'static str, Result<std::path::PathBuf, String>>>> =
+        OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(|| Mutex::new(BTreeMap::new()))
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    built
+        .entry(name)
+        .or_insert_with(|| build_example(name).map_err(|e| e.to_string()))
+        .clone()
+        .map_err(io::Error::other)
+}
+
+fn build_example(name: &str) -> io::Result<std::path::PathBuf> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifest = root.join("Cargo.toml");
+    let mut child = ChildGuard::spawn(
+        Command::new(env!("CARGO"))
+            .args(["build", "--example", name, "--manifest-path"])
+            .arg(&manifest)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    )?;
+    let (status, stdout, stderr) = child.output_within(Duration::from_secs(240))?;
+    if !status.success() {
+        return Err(io::Error::other(format!(
+            "`cargo build --example {name}` exited with {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        )));
+    }
+    // `$CARGO_TARGET_DIR` (relative to the package root, where cargo runs tests) or
+    // `target/`.
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    };
+    let path = target.join("debug").join("examples").join(name);
+    if !path.is_file() {
+        return Err(io::Error::other(format!(
+            "built example `{name}` but found no file at {}",
+            path.display()
+        )));
+    }
+    Ok(path)
+}

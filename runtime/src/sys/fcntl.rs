@@ -24,3 +24,20 @@ pub(crate) fn is_nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
     let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
     Ok(flags & libc::O_NONBLOCK != 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn set_nonblocking_sets_the_flag_once_and_keeps_the_others() -> io::Result<()> {
+        let (r, _w) = std::io::pipe()?;
+        assert!(!is_nonblocking(r.as_fd())?, "a fresh pipe is blocking");
+        set_nonblocking(r.as_fd())?;
+        assert!(is_nonblocking(r.as_fd())?);
+        set_nonblocking(r.as_fd())?; // already set: no change, no error
+        assert!(is_nonblocking(r.as_fd())?);
+        Ok(())
+    }
+}
