@@ -56,7 +56,58 @@ pub mod signal {
     pub use edgeloop_runtime::signal::*;
 }
 
-/// The readiness API that sockets are built on, for wrapping other fds.
+/// The readiness API that sockets are built on, for wrapping other fds, and how to
+/// use the ecosystem's I/O helpers with edgeloop.
+///
+/// [`AsyncFd`] makes any fd that epoll can watch (a pipe, an eventfd, a timerfd,
+/// inotify, a serial port, a child's stdout) async: it sets `O_NONBLOCK`, registers
+/// the fd, and offers `readable().await`, `writable().await`, and
+/// `read_with(|inner| ...)` / `write_with(...)`, which retry the closure after each
+/// `WouldBlock` once the fd is ready again. Every socket in [`net`](crate::net) is
+/// built on it.
+///
+/// edgeloop has no I/O helpers of its own: its types implement `futures-io`'s
+/// `AsyncRead` and `AsyncWrite` (TCP and Unix streams and their halves, and
+/// `AsyncFd<T>` for `T: Read`/`Write`), so `futures-util`'s `AsyncReadExt`,
+/// `AsyncWriteExt`, `BufReader`, `lines` and `copy` work on them as they are:
+///
+/// ```
+/// use futures_util::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+/// use futures_util::stream::StreamExt;
+/// use edgeloop::net::{TcpListener, TcpStream};
+///
+/// edgeloop::block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0").await?;
+///     let addr = listener.local_addr()?;
+///     // The server copies each connection back to itself with `futures_util::io::copy`.
+///     edgeloop::spawn(async move {
+///         let (stream, _) = listener.accept().await?;
+///         let (reader, mut writer) = stream.into_split();
+///         futures_util::io::copy(reader, &mut writer).await?;
+///         writer.close().await // shuts down writing: the client sees EOF
+///     });
+///     let stream = TcpStream::connect(addr).await?;
+///     let (reader, mut writer) = stream.into_split();
+///     writer.write_all(b"first line\nsecond line\n").await?;
+///     writer.close().await?;
+///     let lines: Vec<String> = BufReader::new(reader)
+///         .lines()
+///         .map(|line| line.expect("a line"))
+///         .collect()
+///         .await;
+///     assert_eq!(lines, ["first line", "second line"]);
+///
+///     // `AsyncFd` over a pipe, read with `AsyncReadExt::read_to_string`.
+///     let (r, mut w) = std::io::pipe()?;
+///     std::io::Write::write_all(&mut w, b"through a pipe")?;
+///     drop(w);
+///     let mut text = String::new();
+///     edgeloop::io::AsyncFd::new(r)?.read_to_string(&mut text).await?;
+///     assert_eq!(text, "through a pipe");
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub mod io {
     pub use edgeloop_runtime::{AsyncFd, Direction};
 }
