@@ -81,7 +81,8 @@ impl TcpListener {
         Self::from_fd(fd)
     }
 
-    fn from_fd(fd: OwnedFd) -> io::Result<TcpListener> {
+    /// Wraps a listening, non-blocking socket.
+    pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<TcpListener> {
         Ok(TcpListener {
             io: AsyncFd::new(fd)?,
         })

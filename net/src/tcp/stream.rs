@@ -93,6 +93,12 @@ impl TcpStream {
 
     async fn connect_one(addr: &SocketAddr) -> io::Result<TcpStream> {
         let fd = sys::socket(sys::domain_of(addr), libc::SOCK_STREAM)?;
+        Self::connect_fd(fd, addr).await
+    }
+
+    /// Connects `fd`, a fresh non-blocking TCP socket (maybe bound, with options
+    /// set: see `TcpSocket::connect`), to `addr` and wraps it once connected.
+    pub(crate) async fn connect_fd(fd: OwnedFd, addr: &SocketAddr) -> io::Result<TcpStream> {
         // EINTR, like EINPROGRESS, means the handshake goes on in the background;
         // calling connect again would only say EALREADY.
         let in_progress = match sys::connect(fd.as_fd(), addr) {
