@@ -41,7 +41,9 @@ pub mod runtime {
     pub use edgeloop_runtime::{Builder, Handle, RemoteJoinHandle, Runtime, RuntimeMetrics};
 }
 
-/// Networking: TCP listeners and streams.
+/// Networking: TCP (`TcpListener`, `TcpStream`, `TcpSocket`), UDP (`UdpSocket`),
+/// Unix-domain sockets (`UnixListener`, `UnixStream`, `UnixDatagram`, and the
+/// `unix` module), and `lookup_host`.
 pub mod net {
     pub use edgeloop_net::*;
 }

@@ -9,7 +9,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Barrier, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Barrier, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use support::{
@@ -17,53 +17,9 @@ use support::{
     std_roundtrip, wait_until, with_timeout,
 };
 
-const MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-
-/// Where cargo puts the example: `$CARGO_TARGET_DIR` (relative to the package root,
-/// where cargo runs tests, if relative) or `target/`, then `debug/examples/echo`.
-fn example_path() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => root.join(dir),
-        None => root.join("target"),
-    };
-    target_dir.join("debug").join("examples").join("echo")
-}
-
-/// Builds the example once per test binary (debug profile, like the tests) and
-/// returns its path, or the reason it could not be built.
+/// The example, built once per test binary.
 fn built_example() -> io::Result<PathBuf> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let build = || -> io::Result<PathBuf> {
-                let mut child = ChildGuard::spawn(
-                    Command::new(env!("CARGO"))
-                        .args(["build", "--example", "echo", "--manifest-path", MANIFEST])
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::piped())
-                        .stderr(Stdio::piped()),
-                )?;
-                let (status, stdout, stderr) = child.output_within(Duration::from_secs(240))?;
-                if !status.success() {
-                    return Err(io::Error::other(format!(
-                        "`cargo build --example echo` exited with {status}\nstdout:\n{stdout}\n\
-                         stderr:\n{stderr}"
-                    )));
-                }
-                let path = example_path();
-                if !path.is_file() {
-                    return Err(io::Error::other(format!(
-                        "built the example but found no file at {}",
-                        path.display()
-                    )));
-                }
-                Ok(path)
-            };
-            build().map_err(|e| e.to_string())
-        })
-        .clone()
-        .map_err(io::Error::other)
+    support::built_example("echo")
 }
 
 /// Starts the example on `127.0.0.1:0`; returns the guard that kills it and the

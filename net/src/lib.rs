@@ -5,6 +5,14 @@
 //! - [`TcpStream`]: `connect`, async `read`/`write`/`write_all`/`peek`, the
 //!   `futures-io` `AsyncRead`/`AsyncWrite` traits, and `split`/`into_split` to read and
 //!   write from two tasks.
+//! - [`TcpSocket`]: a builder for the socket options to set before `bind`, `listen`
+//!   or `connect` (reuse address and port, buffer sizes, no-delay, keep-alive).
+//! - [`UdpSocket`]: datagrams (`send_to`/`recv_from`, or `connect` then
+//!   `send`/`recv`), broadcast, TTL, multicast on IPv4 and IPv6.
+//! - [`UnixListener`], [`UnixStream`] and [`UnixDatagram`]: Unix-domain sockets, with
+//!   pathname and Linux abstract addresses, `pair()`s and peer credentials; their
+//!   halves and address type live in [`unix`].
+//! - [`lookup_host`]: DNS on the blocking pool.
 //!
 //! Every socket is created `SOCK_NONBLOCK | SOCK_CLOEXEC` and registered once with the
 //! runtime's epoll (`EPOLLET | EPOLLONESHOT`); types are `!Send`, tied to the runtime
