@@ -65,7 +65,7 @@ pub mod signal {
 /// inotify, a serial port, a child's stdout) async: it sets `O_NONBLOCK`, registers
 /// the fd, and offers `readable().await`, `writable().await`, and
 /// `read_with(|inner| ...)` / `write_with(...)`, which retry the closure after each
-/// `WouldBlock` once the fd is ready again. Every socket in [`net`](crate::net) is
+/// `WouldBlock` once the fd is ready again. Every socket in [`net`] is
 /// built on it.
 ///
 /// edgeloop has no I/O helpers of its own: its types implement `futures-io`'s
