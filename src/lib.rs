@@ -61,7 +61,7 @@ pub mod signal {
 /// The readiness API that sockets are built on, for wrapping other fds, and how to
 /// use the ecosystem's I/O helpers with edgeloop.
 ///
-/// [`AsyncFd`] makes any fd that epoll can watch (a pipe, an eventfd, a timerfd,
+/// [`AsyncFd`](crate::io::AsyncFd) makes any fd that epoll can watch (a pipe, an eventfd, a timerfd,
 /// inotify, a serial port, a child's stdout) async: it sets `O_NONBLOCK`, registers
 /// the fd, and offers `readable().await`, `writable().await`, and
 /// `read_with(|inner| ...)` / `write_with(...)`, which retry the closure after each
