@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use edgeloop::net::{TcpListener, TcpSocket, TcpStream, lookup_host};
 use edgeloop::time;
-use futures_util::future::try_join;
+use futures_util::future::join;
 use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long to wait for the upstream to accept a connection.
@@ -182,12 +182,16 @@ async fn forward(client: TcpStream, upstream: &[SocketAddr]) -> io::Result<()> {
     })?;
     // Forwarded bytes go out as they come: Nagle would only add latency here.
     client.set_nodelay(true)?;
-    // The first error ends both directions (`try_join` drops the other one), and
-    // returning drops both streams.
-    try_join(copy(&client, &server), copy(&server, &client))
-        .await
-        .map(|_| ())
+    // Each direction ends on its own: an error in one (the upstream reset while the
+    // client was still sending, say) must not cut off data still flowing the other
+    // way. Neither can hang: a reset peer fails both directions' calls.
+    let (up, down) = join(copy(&client, &server), copy(&server, &client)).await;
+    up.and(down).map(|_| ())
 }
+
+/// How long a connection whose one direction failed may keep draining its peer's
+/// input while the other direction finishes.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// Tries each upstream address in turn; the last error if none connects.
 async fn connect_upstream(upstream: &[SocketAddr]) -> io::Result<TcpStream> {
@@ -215,6 +219,32 @@ async fn connect_upstream(upstream: &[SocketAddr]) -> io::Result<TcpStream> {
 /// Copies everything `from` sends to `to`, then passes the EOF on by shutting down
 /// `to`'s write side. Returns the number of bytes copied.
 async fn copy(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
+    let copied = copy_until_eof(from, to).await;
+    if copied.is_err() {
+        // This direction is over: tell `to` no more is coming, so its peer ends its
+        // side and the other direction finishes too (ignored: `to` may be dead).
+        let _ = to.shutdown(Shutdown::Write);
+        // And keep reading `from`, throwing the bytes away, until it ends (or a
+        // bound passes): closing a socket with unread input makes the kernel send
+        // a reset, which would discard what the other direction has queued for
+        // that peer and not yet sent, such as the rest of a response.
+        let _ = time::timeout(DRAIN_LIMIT, discard_until_eof(from)).await;
+    }
+    copied
+}
+
+/// Reads and drops everything `from` sends until EOF or an error.
+async fn discard_until_eof(from: &TcpStream) {
+    let mut reader = from;
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = AsyncReadExt::read(&mut reader, &mut buf).await {
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+async fn copy_until_eof(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     // `&TcpStream` reads and writes through the `futures-io` traits, so the two
     // directions can share both streams within one task.
     let (mut reader, mut writer) = (from, to);

@@ -415,3 +415,80 @@ fn bad_arguments_exit_2_with_a_message_naming_them() -> io::Result<()> {
         Ok(())
     })
 }
+
+/// Bytes the kernel still holds unacknowledged in `stream`'s send queue.
+fn unacked_bytes(stream: &TcpStream) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (= TIOCOUTQ) on an open TCP socket writes one int to `n`.
+    let r = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &raw mut n) };
+    assert_eq!(r, 0, "SIOCOUTQ: {}", io::Error::last_os_error());
+    n
+}
+
+/// A blocking client whose receive buffer is 4 KiB, set before it connects, so the
+/// proxy has to hold most of a response for it.
+fn slow_reader_client(addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = edgeloop::block_on(async {
+        let socket = TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(4096)?;
+        socket.connect(addr).await
+    })?;
+    // The edgeloop stream handed back as a std one, now used blocking.
+    let stream = socket.into_std()?;
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+#[test]
+fn a_failed_upload_does_not_cut_off_the_response_still_flowing_down() -> io::Result<()> {
+    with_timeout(60, "a_failed_upload_does_not_cut_off_the_response", || {
+        const RESPONSE: usize = 150 * 1024;
+        let upstream = TcpListener::bind("127.0.0.1:0")?;
+        let proxy = Proxy::start(upstream.local_addr()?)?;
+        // The upstream answers early and closes, as a server rejecting an upload
+        // does, once the proxy's kernel has acknowledged the whole answer.
+        let server = thread::spawn(move || -> io::Result<()> {
+            let (mut s, _) = upstream.accept()?;
+            let mut request = [0u8; 5];
+            s.read_exact(&mut request)?;
+            s.write_all(&vec![b'R'; RESPONSE])?;
+            let start = Instant::now();
+            while unacked_bytes(&s) != 0 {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "never acknowledged"
+                );
+                thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        });
+        let mut client = slow_reader_client(proxy.addr)?;
+        client.write_all(b"hello")?;
+        server.join().expect("upstream thread")?;
+        // Keep uploading after the upstream closed: it resets, and the proxy's next
+        // write upstream fails, while the response still waits in the proxy.
+        for _ in 0..10 {
+            thread::sleep(Duration::from_millis(20));
+            if client.write_all(&[b'u'; 1024]).is_err() {
+                break;
+            }
+        }
+        client.set_read_timeout(Some(IO_TIMEOUT))?;
+        let mut got = 0usize;
+        let mut buf = [0u8; 8192];
+        let end = loop {
+            match client.read(&mut buf) {
+                Ok(0) => break "EOF".to_owned(),
+                Ok(n) => got += n,
+                Err(e) => break format!("error {e}"),
+            }
+        };
+        assert_eq!(
+            got, RESPONSE,
+            "response bytes lost by the proxy (then {end})"
+        );
+        proxy.stop()?;
+        Ok(())
+    })
+}
