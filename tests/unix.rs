@@ -1160,3 +1160,49 @@ fn unix_echo_example_help_exits_0_and_bad_arguments_exit_2() -> io::Result<()> {
         Ok(())
     })
 }
+
+#[test]
+fn send_to_a_full_receiver_waits_without_spinning_and_completes_once_it_reads() {
+    with_timeout(30, "send_to_a_full_receiver_waits_without_spinning", || {
+        let path = TempPath::new("full");
+        let rt = edgeloop::Runtime::new().unwrap();
+        let delivered = rt
+            .block_on(async {
+                let receiver = UnixDatagram::bind(path.path())?;
+                // Another sender fills the receiver's queue until the kernel says
+                // EAGAIN.
+                let filler = std::os::unix::net::UnixDatagram::unbound()?;
+                filler.set_nonblocking(true)?;
+                let mut queued = 0;
+                loop {
+                    match filler.send_to(b"x", path.path()) {
+                        Ok(_) => queued += 1,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                let sender = UnixDatagram::unbound()?;
+                let target = path.path().to_owned();
+                let task = edgeloop::spawn(async move { sender.send_to(b"late", &target).await });
+                edgeloop::time::sleep(Duration::from_millis(200)).await;
+                assert!(!task.is_finished(), "sent into a full queue?");
+                // Drain: the queued datagrams, then the late one arrives.
+                let mut buf = [0u8; 8];
+                for _ in 0..queued {
+                    receiver.recv(&mut buf).await?;
+                }
+                assert_eq!(task.await??, 4);
+                let n = receiver.recv(&mut buf).await?;
+                Ok::<_, io::Error>(buf[..n].to_vec())
+            })
+            .unwrap();
+        assert_eq!(delivered, b"late");
+        // 200 ms of waiting with a backoff that doubles from 1 ms to 16 ms is about
+        // 20 polls; a busy loop is tens of thousands.
+        let polls = rt.metrics().polls;
+        assert!(
+            polls < 200,
+            "the runtime polled {polls} times: send_to spun"
+        );
+    });
+}

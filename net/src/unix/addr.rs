@@ -175,7 +175,9 @@ fn invalid(message: String) -> io::Error {
 }
 
 /// Gives `bind`'s `AddrInUse` a message that names the address and says what to do;
-/// every other error passes through untouched.
+/// every other error passes through untouched. The kind stays `AddrInUse`, but
+/// `raw_os_error()` is `None` for this one error: the issue asked for the path in
+/// the message, and `EADDRINUSE` is all the errno would have said.
 pub(crate) fn explain_bind_error(error: io::Error, addr: &SocketAddr) -> io::Error {
     if error.kind() != io::ErrorKind::AddrInUse {
         return error;

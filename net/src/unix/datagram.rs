@@ -15,6 +15,10 @@ use std::path::Path;
 use edgeloop_runtime::{AsyncFd, Direction};
 
 use super::SocketAddr;
+
+/// First pause of [`UnixDatagram::send_to`] after `EAGAIN`, and the longest.
+const SEND_TO_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(1);
+const SEND_TO_RETRY_MAX: std::time::Duration = std::time::Duration::from_millis(16);
 use super::addr::explain_bind_error;
 use crate::sys::unix::UnixAddr;
 use crate::sys::{self, retry};
@@ -185,11 +189,11 @@ impl UnixDatagram {
     ///
     /// Cancel-safe: if the future is dropped before it completes, nothing was sent.
     ///
-    /// While the receiver's queue is full the kernel says `EAGAIN`, but an
-    /// unconnected socket still polls writable, so this future retries each time
-    /// the reactor turns until the receiver reads (it spins, as tokio's does).
-    /// [`connect`](Self::connect) and [`send`](Self::send) are woken precisely
-    /// instead.
+    /// While the receiver's queue is full the kernel says `EAGAIN`, yet an
+    /// unconnected socket still polls writable, so epoll cannot say when to retry:
+    /// this future then retries after a pause (1 ms, doubling up to 16 ms) instead
+    /// of spinning (tokio's spins). [`connect`](Self::connect) and
+    /// [`send`](Self::send) are woken precisely instead.
     ///
     /// # Errors
     ///
@@ -198,11 +202,20 @@ impl UnixDatagram {
     /// address, `EMSGSIZE` for a datagram larger than the send buffer.
     pub async fn send_to(&self, buf: &[u8], path: impl AsRef<Path>) -> io::Result<usize> {
         let addr = UnixAddr::new(&SocketAddr::from_path(path.as_ref())?)?;
-        self.io
-            .io(Direction::Write, |fd| {
-                retry(|| sys::unix::sendto(fd.as_fd(), buf, &addr))
-            })
-            .await
+        let mut pause = SEND_TO_RETRY_FIRST;
+        loop {
+            self.io.writable().await?;
+            match retry(|| sys::unix::sendto(self.io.as_fd(), buf, &addr)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Full: the receiver's queue (most likely), for which no
+                    // readiness event will come, or our own send buffer. Pausing
+                    // covers both without spinning.
+                    edgeloop_runtime::time::sleep(pause).await;
+                    pause = (pause * 2).min(SEND_TO_RETRY_MAX);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Receives one datagram into `buf`; returns how many bytes were stored. A

@@ -77,7 +77,13 @@ impl UnixListener {
         // before a socket file is created.
         let listener = UnixListener::from_fd(sys::socket(libc::AF_UNIX, libc::SOCK_STREAM)?)?;
         sys::unix::bind(listener.io.as_fd(), &raw).map_err(|e| explain_bind_error(e, &addr))?;
-        sys::listen(listener.io.as_fd(), BACKLOG)?;
+        if let Err(e) = sys::listen(listener.io.as_fd(), BACKLOG) {
+            // The file is ours (bind just made it): do not leave it behind.
+            if let Some(created) = addr.as_pathname() {
+                let _ = std::fs::remove_file(created);
+            }
+            return Err(e);
+        }
         Ok(listener)
     }
 

@@ -13,6 +13,13 @@
 //! `EAGAIN` and leaves nothing pending. An unconnected socket polls writable at
 //! once, so epoll cannot say when the queue has room: [`UnixStream::connect`]
 //! retries after a pause that doubles from 1 ms up to 64 ms.
+//!
+//! A Linux limit to know: when the peer calls `shutdown(Read)` while this side's
+//! writes wait for room, epoll reports nothing (the kernel's poll for Unix sockets
+//! has no "peer stopped reading" bit), so a pending `write`/`write_all` waits until
+//! the peer closes or reads again, where a blocking write would fail with `EPIPE`.
+//! Bound such writes with [`edgeloop_runtime::time::timeout`] if the peer may do
+//! that.
 
 use std::future::poll_fn;
 use std::io;
