@@ -161,8 +161,11 @@ fn a_regular_file_is_refused_with_permission_denied() {
     with_timeout(10, "a_regular_file_is_refused", || {
         edgeloop::block_on(async {
             let file = File::open(env!("CARGO_MANIFEST_DIR").to_owned() + "/Cargo.toml").unwrap();
+            let same = file.try_clone().unwrap();
             let err = AsyncFd::new(file).expect_err("epoll watched a regular file?");
             assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err:?}");
+            // The shared open file was not left non-blocking by the failed call.
+            assert!(!is_nonblocking(&same), "O_NONBLOCK set although new failed");
         });
     });
 }

@@ -77,8 +77,10 @@ impl<T: AsFd> AsyncFd<T> {
     ///
     /// If called outside [`block_on`](crate::block_on).
     pub fn new(io: T) -> io::Result<Self> {
-        crate::sys::fcntl::set_nonblocking(io.as_fd())?;
+        // Registered first: if epoll refuses the fd (or this panics outside a
+        // runtime), its shared `O_NONBLOCK` flag is left as it was.
         let registration = Registration::new(io.as_fd())?;
+        crate::sys::fcntl::set_nonblocking(io.as_fd())?;
         Ok(AsyncFd { registration, io })
     }
 
