@@ -98,11 +98,11 @@ impl<F: Future> TaskCell<F> {
     #[allow(unsafe_code)]
     fn with_stage<R>(self: Pin<&Self>, f: impl FnOnce(Pin<&mut Stage<F>>) -> R) -> R {
         let mut guard = self.get_ref().stage.borrow_mut();
-        // SAFETY: `self` is pinned, and `stage` is structurally pinned (see the
-        // field's doc): nothing moves a `Stage` out of this cell or swaps it, the
-        // `RefCell` is never replaced, and the value is dropped in place (by
-        // `Pin::set` or with the cell). So the `Stage` stays at this address until
-        // it is dropped, which is what `Pin` requires.
+        // `stage` is structurally pinned (see the field's doc): nothing moves a
+        // `Stage` out of this cell or swaps it, the `RefCell` is never replaced, and
+        // the value is dropped in place (by `Pin::set` or with the cell).
+        // SAFETY: `self` is pinned and, by the above, the `Stage` stays at this
+        // address until it is dropped, which is what `Pin` requires.
         let pinned = unsafe { Pin::new_unchecked(&mut *guard) };
         f(pinned)
     }
