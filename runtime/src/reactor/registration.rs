@@ -70,7 +70,14 @@ impl Registration {
     ///
     /// If re-arming fails, or the runtime has shut down.
     pub(crate) fn poll_ready(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.reactor.poll_ready(self.index, dir, cx)
+        if crate::coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let polled = self.reactor.poll_ready(self.index, dir, cx);
+        if polled.is_ready() {
+            crate::coop::spend();
+        }
+        polled
     }
 
     /// Forgets that `dir` is ready. Call it when a syscall returned `WouldBlock` (or a
@@ -93,15 +100,23 @@ impl Registration {
         cx: &mut Context<'_>,
         mut op: impl FnMut() -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
+        // One unit of the cooperative budget per completed operation, however many
+        // `WouldBlock`s it took.
+        if crate::coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
         loop {
-            match self.poll_ready(dir, cx) {
+            match self.reactor.poll_ready(self.index, dir, cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
             match op() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear_ready(dir),
-                result => return Poll::Ready(result),
+                result => {
+                    crate::coop::spend();
+                    return Poll::Ready(result);
+                }
             }
         }
     }

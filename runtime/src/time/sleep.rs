@@ -92,7 +92,22 @@ impl Sleep {
 impl Future for Sleep {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // The cooperative budget (see `coop`): a sleep that is over still yields
+        // when the task has used up its budget.
+        if crate::coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let polled = self.poll_timer(cx);
+        if polled.is_ready() {
+            crate::coop::spend();
+        }
+        polled
+    }
+}
+
+impl Sleep {
+    fn poll_timer(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let current = crate::context::current_timers().unwrap_or_else(|| {
             panic!(
                 "`Sleep` polled outside `block_on`; await it inside the future passed to \
