@@ -32,13 +32,15 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub use edgeloop_runtime::{
-    Builder, Handle, JoinError, JoinHandle, RemoteJoinHandle, Runtime, RuntimeMetrics, YieldNow,
-    block_on, spawn, spawn_blocking, yield_now,
+    Builder, Handle, JoinError, JoinHandle, RemoteJoinHandle, Runtime, RuntimeMetrics, SlowPoll,
+    UnhandledPanic, YieldNow, block_on, spawn, spawn_blocking, yield_now,
 };
 
 /// The runtime and its handle, at tokio's paths (`edgeloop::runtime::Builder`, ...).
 pub mod runtime {
-    pub use edgeloop_runtime::{Builder, Handle, RemoteJoinHandle, Runtime, RuntimeMetrics};
+    pub use edgeloop_runtime::{
+        Builder, Handle, RemoteJoinHandle, Runtime, RuntimeMetrics, SlowPoll, UnhandledPanic,
+    };
 }
 
 /// Networking: TCP (`TcpListener`, `TcpStream`, `TcpSocket`), UDP (`UdpSocket`),
@@ -51,6 +53,12 @@ pub mod net {
 /// Timers.
 pub mod time {
     pub use edgeloop_runtime::time::*;
+}
+
+/// Task utilities: `JoinSet`, and the cooperative budget's `consume_budget` and
+/// `unconstrained`.
+pub mod task {
+    pub use edgeloop_runtime::task::*;
 }
 
 /// Unix signals as async streams: [`ctrl_c`](signal::ctrl_c), [`signal`](signal::signal).

@@ -28,10 +28,12 @@
 
 mod blocking;
 mod context;
+mod coop;
 mod executor;
 mod reactor;
 mod runtime;
 pub mod signal;
+pub mod task;
 // `unsafe` is allowed in two places only: `sys` (every libc call of the runtime;
 // contract in sys/mod.rs) and one pin projection in `executor/task.rs`.
 #[allow(unsafe_code)]
@@ -42,7 +44,7 @@ pub mod time;
 mod yield_now;
 
 pub use blocking::spawn_blocking;
-pub use executor::{JoinError, JoinHandle};
+pub use executor::{JoinError, JoinHandle, SlowPoll, UnhandledPanic};
 #[cfg(test)]
 pub(crate) use reactor::Registration;
 pub use reactor::{AsyncFd, Direction};

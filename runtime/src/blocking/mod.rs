@@ -381,6 +381,7 @@ impl<T> Future for AwaitBlocking<T> {
 ///     assert!(len.await.unwrap().unwrap() > 0);
 /// });
 /// ```
+#[track_caller]
 pub fn spawn_blocking<F, R>(f: F) -> JoinHandle<R>
 where
     F: FnOnce() -> R + Send + 'static,

@@ -75,6 +75,27 @@ impl<T> JoinHandle<T> {
     }
 }
 
+impl<T> Drop for JoinHandle<T> {
+    /// Detaches the task. A panic it already stored, which now nobody will see,
+    /// goes to the runtime's panic policy.
+    fn drop(&mut self) {
+        let unseen = {
+            let mut state = self.cell.state().borrow_mut();
+            state.detached = true;
+            match state.output.take() {
+                Some(Err(e)) if e.is_panic() => Some(e),
+                other => {
+                    state.output = other;
+                    None
+                }
+            }
+        };
+        if let Some(e) = unseen {
+            super::report_unhandled_panic(e);
+        }
+    }
+}
+
 impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 

@@ -21,11 +21,41 @@ pub use join_handle::{JoinError, JoinHandle};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
+use std::panic::Location;
 use std::sync::Arc;
 use std::task::{Context, Waker};
+use std::time::{Duration, Instant};
 
 use task::RunnableRef;
 use waker::{Inbox, TaskId, TaskWaker};
+
+/// What to do with a task's panic that nobody will see (its `JoinHandle` was
+/// dropped, or dropped without taking the result).
+///
+/// Set with [`Builder::unhandled_panic`](crate::Builder::unhandled_panic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum UnhandledPanic {
+    /// Drop it (the panic message was printed by the panic hook when it happened).
+    #[default]
+    Ignore,
+    /// End the runtime's `block_on` with that panic (it propagates from
+    /// `block_on`), so a test fails loudly instead of hanging on a dead task.
+    ShutdownRuntime,
+}
+
+/// Hands a panic nobody will see to the current runtime's policy.
+pub(crate) fn report_unhandled_panic(error: JoinError) {
+    crate::context::with_core(|core| {
+        let executor = &core.executor;
+        if executor.panic_policy == UnhandledPanic::ShutdownRuntime {
+            let mut slot = executor.unhandled_panic.borrow_mut();
+            if slot.is_none() {
+                *slot = error.try_into_panic().ok();
+            }
+        }
+    });
+}
 
 /// Run queue and task table of one runtime.
 #[derive(Debug)]
@@ -42,6 +72,14 @@ pub(crate) struct Executor {
     polls: Cell<u64>,
     /// Tasks spawned so far (for metrics).
     spawned: Cell<u64>,
+    /// Operations that yielded on a spent budget (for metrics).
+    budget_yields: Cell<u64>,
+    /// What to do with a panic nobody will see.
+    pub(crate) panic_policy: UnhandledPanic,
+    /// The first such panic under `ShutdownRuntime`, for `block_on` to raise.
+    unhandled_panic: RefCell<Option<Box<dyn std::any::Any + Send>>>,
+    /// Slow-poll detection, if on (off: no clock read per poll).
+    slow_poll: Option<SlowPollConfig>,
 }
 
 #[derive(Default)]
@@ -80,6 +118,56 @@ struct Task {
     /// `shared` as a `Waker`, made once at spawn and moved out for each poll (like
     /// the future), so a poll neither allocates nor touches the reference count.
     waker: Option<Waker>,
+    /// Where the task was spawned (`#[track_caller]`), for slow-poll reports.
+    spawned_at: &'static Location<'static>,
+    /// Whether a slow poll of this task was reported already (once per task).
+    slow_reported: bool,
+}
+
+/// A poll that took longer than the runtime's
+/// [`slow_poll_threshold`](crate::Builder::slow_poll_threshold): what
+/// [`on_slow_poll`](crate::Builder::on_slow_poll) hooks receive. Its `Display` is the
+/// line the default hook prints on stderr.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct SlowPoll {
+    /// The task's id in its runtime (slot and generation; unique among live tasks).
+    pub task_id: u64,
+    /// Where the task was spawned.
+    pub spawned_at: &'static Location<'static>,
+    /// How long the poll took.
+    pub duration: Duration,
+    /// The threshold it crossed.
+    pub threshold: Duration,
+}
+
+impl std::fmt::Display for SlowPoll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "edgeloop: task {} (spawned at {}) blocked the runtime for {:.1?} in one poll \
+             (slow-poll threshold {:?}); move blocking work to `spawn_blocking`",
+            self.task_id, self.spawned_at, self.duration, self.threshold
+        )
+    }
+}
+
+/// A hook for slow polls.
+pub(crate) type SlowPollHook = Arc<dyn Fn(&SlowPoll) + Send + Sync>;
+
+/// Slow-poll detection settings: threshold and hook.
+#[derive(Clone)]
+pub(crate) struct SlowPollConfig {
+    pub(crate) threshold: Duration,
+    pub(crate) hook: SlowPollHook,
+}
+
+impl std::fmt::Debug for SlowPollConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlowPollConfig")
+            .field("threshold", &self.threshold)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Task {
@@ -93,7 +181,11 @@ impl Drop for Task {
 }
 
 impl Executor {
-    pub(crate) fn new(inbox: Arc<Inbox>) -> Self {
+    pub(crate) fn new(
+        inbox: Arc<Inbox>,
+        panic_policy: UnhandledPanic,
+        slow_poll: Option<SlowPollConfig>,
+    ) -> Self {
         Executor {
             tasks: RefCell::new(Tasks::default()),
             run_queue: RefCell::new(VecDeque::new()),
@@ -101,6 +193,10 @@ impl Executor {
             shutting_down: Cell::new(false),
             polls: Cell::new(0),
             spawned: Cell::new(0),
+            budget_yields: Cell::new(0),
+            panic_policy,
+            unhandled_panic: RefCell::new(None),
+            slow_poll,
         }
     }
 
@@ -109,8 +205,13 @@ impl Executor {
         &self.inbox
     }
 
-    /// Stores `future` as a new task at the back of the run queue.
-    pub(crate) fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    /// Stores `future` as a new task at the back of the run queue; `spawned_at` is
+    /// the user's call site, for slow-poll reports.
+    pub(crate) fn spawn<F>(
+        &self,
+        future: F,
+        spawned_at: &'static Location<'static>,
+    ) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,
@@ -144,6 +245,8 @@ impl Executor {
                 future: Some(runnable),
                 shared: waker.clone(),
                 waker: Some(Waker::from(waker.clone())),
+                spawned_at,
+                slow_reported: false,
             });
             tasks.live += 1;
             waker
@@ -197,7 +300,14 @@ impl Executor {
         };
         let mut cx = Context::from_waker(&waker);
         self.polls.set(self.polls.get() + 1);
-        let done = future.as_ref().run(&mut cx).is_ready();
+        let started = self.slow_poll.as_ref().map(|_| Instant::now());
+        let done = {
+            let _budget = crate::coop::start_poll();
+            future.as_ref().run(&mut cx).is_ready()
+        };
+        if let Some(started) = started {
+            self.check_slow_poll(id, started.elapsed());
+        }
         let mut tasks = self.tasks.borrow_mut();
         let slot = &mut tasks.slots[id.index as usize];
         if !done {
@@ -219,6 +329,35 @@ impl Executor {
         }
         // The finished wrapper and its wakers are dropped outside the borrow.
         drop((task, waker, future));
+    }
+
+    /// Reports the poll of task `id` that took `took`, if it crossed the threshold
+    /// and is the task's first such poll.
+    #[cold]
+    fn check_slow_poll(&self, id: TaskId, took: Duration) {
+        let Some(config) = &self.slow_poll else {
+            return;
+        };
+        if took < config.threshold {
+            return;
+        }
+        let report = {
+            let mut tasks = self.tasks.borrow_mut();
+            let Some(task) = tasks.slots[id.index as usize].task.as_mut() else {
+                return; // not reached: the slot is freed only after this check
+            };
+            if std::mem::replace(&mut task.slow_reported, true) {
+                return;
+            }
+            SlowPoll {
+                task_id: u64::from(id.generation) << 32 | u64::from(id.index),
+                spawned_at: task.spawned_at,
+                duration: took,
+                threshold: config.threshold,
+            }
+        };
+        // Outside the borrow: the hook is user code.
+        (config.hook)(&report);
     }
 
     /// Drops every task, inside the runtime context so destructors may still
@@ -263,6 +402,21 @@ impl Executor {
     /// Number of live tasks (for leak tests and metrics).
     pub(crate) fn live_tasks(&self) -> usize {
         self.tasks.borrow().live
+    }
+
+    /// The panic that ends `block_on` under `UnhandledPanic::ShutdownRuntime`.
+    pub(crate) fn take_unhandled_panic(&self) -> Option<Box<dyn std::any::Any + Send>> {
+        self.unhandled_panic.borrow_mut().take()
+    }
+
+    /// Counts an operation that yielded because its task's budget was spent.
+    pub(crate) fn note_budget_yield(&self) {
+        self.budget_yields.set(self.budget_yields.get() + 1);
+    }
+
+    /// Operations that yielded on a spent budget so far (for metrics).
+    pub(crate) fn budget_yields(&self) -> u64 {
+        self.budget_yields.get()
     }
 
     /// Tasks spawned and task polls so far (for metrics).

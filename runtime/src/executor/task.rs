@@ -30,6 +30,8 @@ pub(crate) struct JoinState<T> {
     pub(crate) cancel_requested: bool,
     /// The task awaiting the handle.
     pub(crate) join_waker: Option<Waker>,
+    /// Set when the handle is dropped: nobody will ever see the output.
+    pub(crate) detached: bool,
 }
 
 pin_project! {
@@ -83,6 +85,7 @@ where
             finished: false,
             cancel_requested: false,
             join_waker: None,
+            detached: false,
         }),
         stage: RefCell::new(Stage::Running { future }),
     });
@@ -115,7 +118,11 @@ impl<F: Future> TaskCell<F> {
                 return;
             }
             s.finished = true;
-            s.output = Some(result);
+            match result {
+                // Nobody will see it: the runtime's panic policy decides.
+                Err(e) if s.detached && e.is_panic() => super::report_unhandled_panic(e),
+                result => s.output = Some(result),
+            }
             s.join_waker.take()
         };
         // Woken outside the borrow: the joiner may be polled from inside `wake`.

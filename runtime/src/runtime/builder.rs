@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Runtime;
+use crate::executor::{SlowPoll, SlowPollConfig, SlowPollHook, UnhandledPanic};
 
 /// Tasks polled between two looks at epoll, by default: a task that is always ready
 /// cannot starve I/O for longer than this many polls.
@@ -20,7 +21,7 @@ const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
 const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// The settings a [`Runtime`] is built with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) event_interval: usize,
     pub(crate) max_io_events: usize,
@@ -28,6 +29,22 @@ pub(crate) struct Config {
     pub(crate) keep_alive: Duration,
     pub(crate) thread_name: Arc<str>,
     pub(crate) start_paused: bool,
+    pub(crate) unhandled_panic: UnhandledPanic,
+    pub(crate) slow_poll_threshold: Option<Duration>,
+    pub(crate) slow_poll_hook: Option<SlowPollHook>,
+}
+
+impl Config {
+    /// Slow-poll detection as configured: on if a threshold was set.
+    pub(crate) fn slow_poll(&self) -> Option<SlowPollConfig> {
+        let threshold = self.slow_poll_threshold?;
+        let hook = self.slow_poll_hook.clone().unwrap_or_else(|| {
+            Arc::new(|slow: &SlowPoll| {
+                eprintln!("{slow}");
+            })
+        });
+        Some(SlowPollConfig { threshold, hook })
+    }
 }
 
 impl Default for Config {
@@ -39,6 +56,9 @@ impl Default for Config {
             keep_alive: DEFAULT_KEEP_ALIVE,
             thread_name: Arc::from("edgeloop-blocking"),
             start_paused: false,
+            unhandled_panic: UnhandledPanic::Ignore,
+            slow_poll_threshold: None,
+            slow_poll_hook: None,
         }
     }
 }
@@ -143,6 +163,79 @@ impl Builder {
         self
     }
 
+    /// What to do when a task panics and nobody will see it: its `JoinHandle` was
+    /// dropped (before or after the panic) without taking the result. Default
+    /// [`UnhandledPanic::Ignore`]: the panic hook has printed it, and that is all.
+    /// [`UnhandledPanic::ShutdownRuntime`] ends `block_on` with the panic, so
+    /// tests fail loudly instead of hanging.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use edgeloop_runtime::{Builder, UnhandledPanic};
+    ///
+    /// let rt = Builder::new_current_thread()
+    ///     .unhandled_panic(UnhandledPanic::ShutdownRuntime)
+    ///     .build()?;
+    /// let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    ///     rt.block_on(async {
+    ///         drop(edgeloop_runtime::spawn(async { panic!("boom") }));
+    ///         std::future::pending::<()>().await // never ends on its own
+    ///     })
+    /// }));
+    /// let payload = result.unwrap_err();
+    /// assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn unhandled_panic(&mut self, policy: UnhandledPanic) -> &mut Self {
+        self.config.unhandled_panic = policy;
+        self
+    }
+
+    /// Reports a task whose single poll takes longer than `threshold` (it blocked
+    /// the thread, so every other task waited): once per task, through the
+    /// [`on_slow_poll`](Self::on_slow_poll) hook, by default one line on stderr
+    /// naming the task, where it was spawned and how long the poll took. Off by
+    /// default; when off, a poll costs nothing extra (no clock read).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// let rt = edgeloop_runtime::Builder::new_current_thread()
+    ///     .slow_poll_threshold(Duration::from_millis(10))
+    ///     .on_slow_poll(move |slow| log.lock().unwrap().push(slow.spawned_at.line()))
+    ///     .build()?;
+    /// rt.block_on(async {
+    ///     let line = line!() + 1;
+    ///     let task = edgeloop_runtime::spawn(async {
+    ///         std::thread::sleep(Duration::from_millis(30)); // blocks the loop
+    ///     });
+    ///     task.await.unwrap();
+    ///     assert_eq!(*seen.lock().unwrap(), [line]);
+    /// });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn slow_poll_threshold(&mut self, threshold: Duration) -> &mut Self {
+        self.config.slow_poll_threshold = Some(threshold);
+        self
+    }
+
+    /// Replaces the slow-poll hook (see
+    /// [`slow_poll_threshold`](Self::slow_poll_threshold), which turns detection
+    /// on). The hook runs on the runtime's thread, right after the slow poll.
+    pub fn on_slow_poll<F>(&mut self, hook: F) -> &mut Self
+    where
+        F: Fn(&SlowPoll) + Send + Sync + 'static,
+    {
+        self.config.slow_poll_hook = Some(Arc::new(hook));
+        self
+    }
+
     /// Creates the runtime: its epoll fd and eventfd. No thread is started until
     /// the first [`spawn_blocking`](crate::spawn_blocking).
     ///
@@ -164,6 +257,8 @@ impl fmt::Debug for Builder {
             .field("thread_keep_alive", &self.config.keep_alive)
             .field("thread_name", &self.config.thread_name)
             .field("start_paused", &self.config.start_paused)
-            .finish()
+            .field("unhandled_panic", &self.config.unhandled_panic)
+            .field("slow_poll_threshold", &self.config.slow_poll_threshold)
+            .finish_non_exhaustive()
     }
 }

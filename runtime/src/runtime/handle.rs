@@ -73,18 +73,20 @@ impl Handle {
     ///
     /// If the runtime has shut down, the future is dropped and the handle reports a
     /// cancelled [`JoinError`].
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> RemoteJoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        let spawned_at = std::panic::Location::caller();
         let state = Arc::new(RemoteState::new());
         let task = RemoteTask {
             future: Some(future),
             state: state.clone(),
         };
         let job: Job = Box::new(move || {
-            drop(crate::spawn(task));
+            drop(crate::runtime::spawn_at(task, spawned_at));
         });
         if let Err(job) = self.inbox.push_job(job) {
             // Dropping the unrun task records "cancelled".

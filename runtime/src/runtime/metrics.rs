@@ -34,6 +34,9 @@ pub struct RuntimeMetrics {
     pub polls: u64,
     /// Tasks waiting in the run queue.
     pub queued_tasks: usize,
+    /// I/O and timer operations that returned `Pending` because their task had used
+    /// up its cooperative budget (see [`task::consume_budget`](crate::task::consume_budget)).
+    pub budget_yields: u64,
     /// `epoll_wait` calls in all.
     pub epoll_waits: u64,
     /// I/O events dispatched to registrations in all (not counting cross-thread

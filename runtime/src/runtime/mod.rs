@@ -78,7 +78,7 @@ impl Core {
         let inbox = Arc::new(Inbox::new(notifier));
         Ok(Core {
             blocking: Arc::new(BlockingPool::new(config, inbox.clone())),
-            executor: Executor::new(inbox),
+            executor: Executor::new(inbox, config.unhandled_panic, config.slow_poll()),
             reactor: Rc::new(reactor),
             timers: Rc::new(timers),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -239,12 +239,15 @@ impl Runtime {
 
     /// Spawns `future` on this runtime, from outside `block_on`; it first runs at the
     /// next `block_on`. Inside, [`spawn`] does the same.
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,
     {
-        self.core.executor.spawn(future)
+        self.core
+            .executor
+            .spawn(future, std::panic::Location::caller())
     }
 
     /// A handle to this runtime, to spawn onto it from other threads.
@@ -262,6 +265,7 @@ impl Runtime {
             spawned_tasks,
             polls,
             queued_tasks: core.executor.queued(),
+            budget_yields: core.executor.budget_yields(),
             epoll_waits,
             io_events,
             registered_fds: core.reactor.registrations(),
@@ -323,12 +327,17 @@ fn run<F: Future>(core: &Core, mut future: std::pin::Pin<&mut F>) -> F::Output {
     let mut woken_remotely = Vec::new();
     let mut jobs = Vec::new();
     loop {
-        if main.take_queued()
-            && let Poll::Ready(output) = future.as_mut().poll(&mut cx)
-        {
-            return output;
+        if main.take_queued() {
+            let _budget = crate::coop::start_poll();
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
         }
         core.executor.run(core.event_interval);
+        if let Some(payload) = core.executor.take_unhandled_panic() {
+            // `UnhandledPanic::ShutdownRuntime`: a task's panic nobody will see.
+            std::panic::resume_unwind(payload);
+        }
         let busy = core.executor.has_ready() || main.is_queued();
         let next_timer = core.timers.next_deadline();
         let paused = core.timers.is_paused();
@@ -433,12 +442,26 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 ///     assert_eq!(handle.await.unwrap(), 10);
 /// });
 /// ```
+#[track_caller]
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + 'static,
     F::Output: 'static,
 {
-    context::with_core(|core| core.executor.spawn(future)).unwrap_or_else(|| {
+    spawn_at(future, std::panic::Location::caller())
+}
+
+/// [`spawn`] with the call site given (for spawns made on the user's behalf, such
+/// as `Handle::spawn`'s, whose task starts on the runtime's thread later).
+pub(crate) fn spawn_at<F>(
+    future: F,
+    spawned_at: &'static std::panic::Location<'static>,
+) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    context::with_core(|core| core.executor.spawn(future, spawned_at)).unwrap_or_else(|| {
         panic!(
             "`spawn` called outside `block_on`; call it from inside the future passed to \
              `edgeloop::block_on`"

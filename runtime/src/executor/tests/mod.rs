@@ -66,4 +66,5 @@ fn open_fds() -> io::Result<usize> {
 mod join;
 mod lifecycle;
 mod order;
+mod policy;
 mod waking;
