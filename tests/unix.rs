@@ -26,7 +26,7 @@ use futures_util::future::join;
 use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 use support::{
     ChildGuard, XorShift, assert_same_bytes, fd_flags, first_line_within, joined, pattern,
-    with_timeout,
+    roundtrip, with_timeout,
 };
 
 /// A socket path under the temp dir, unique in this run (pid + counter), removed
@@ -108,30 +108,6 @@ async fn echo(mut stream: UnixStream) -> io::Result<usize> {
         stream.write_all(&buf[..n]).await?;
         total += n;
     }
-}
-
-/// Sends `msg` while reading the echo at the same time (so a message larger than
-/// the socket buffers cannot deadlock); returns the echo.
-async fn roundtrip(stream: &mut UnixStream, msg: &[u8]) -> io::Result<Vec<u8>> {
-    let (mut reader, mut writer) = UnixStream::split(stream);
-    let read_echo = async {
-        let mut echoed = vec![0u8; msg.len()];
-        let mut filled = 0;
-        while filled < echoed.len() {
-            let n = reader.read(&mut echoed[filled..]).await?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("EOF after {filled} of {} echoed bytes", msg.len()),
-                ));
-            }
-            filled += n;
-        }
-        Ok(echoed)
-    };
-    let (written, echoed) = join(writer.write_all(msg), read_echo).await;
-    written?;
-    echoed
 }
 
 /// A connected pair made through a listener bound at a fresh temp path:

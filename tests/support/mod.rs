@@ -179,9 +179,15 @@ pub async fn echo_server(listener: TcpListener, connections: usize) -> io::Resul
 }
 
 /// Sends `msg` on `stream` while reading the echo at the same time (so a message
-/// bigger than the socket buffers cannot deadlock); returns the echoed bytes.
-pub async fn roundtrip(stream: &mut TcpStream, msg: &[u8]) -> io::Result<Vec<u8>> {
-    let (mut reader, mut writer) = stream.split();
+/// bigger than the socket buffers cannot deadlock); returns the echoed bytes. Works
+/// for any stream whose shared reference reads and writes (`&TcpStream`,
+/// `&UnixStream`).
+pub async fn roundtrip<S>(stream: &mut S, msg: &[u8]) -> io::Result<Vec<u8>>
+where
+    for<'a> &'a S: futures_util::io::AsyncRead + futures_util::io::AsyncWrite + Unpin,
+{
+    use futures_util::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut reader, mut writer) = (&*stream, &*stream);
     let read_echo = async {
         let mut echoed = vec![0u8; msg.len()];
         let mut filled = 0;
