@@ -10,6 +10,9 @@
 //! time reaches its slot, it cascades to a lower level, until it fires from level 0.
 //! Each level keeps a 64-bit map of occupied slots, so finding the next slot is a
 //! rotate and a `trailing_zeros`.
+//! Each slot also keeps a lower bound of its deadlines (the least one linked since
+//! it was last empty), so the loop sleeps straight to a far timer's deadline and
+//! cascades its slot then, instead of waking at every slot boundary on the way.
 //!
 //! Entries live in a slab (`Vec<Entry>`); each slot is an intrusive doubly-linked
 //! list threaded through the slab by index, so unlinking a cancelled timer is O(1)
@@ -99,6 +102,12 @@ struct Level {
     occupied: u64,
     /// The slots' lists.
     slots: [List; SLOTS],
+    /// Per slot, a lower bound of its entries' deadlines: the least deadline linked
+    /// there since the slot was last empty (`u64::MAX` when empty). Removing an
+    /// entry does not raise it, so it may be early, never late. It lets the loop
+    /// sleep straight to a far timer's deadline instead of waking at each slot
+    /// boundary on the way to cascade it.
+    earliest: [u64; SLOTS],
 }
 
 /// The timer wheel; see the module docs.
@@ -155,6 +164,7 @@ impl Default for Wheel {
             levels: std::array::from_fn(|_| Level {
                 occupied: 0,
                 slots: [List::EMPTY; SLOTS],
+                earliest: [u64::MAX; SLOTS],
             }),
             expired: List::EMPTY,
             entries: Vec::new(),
@@ -273,8 +283,10 @@ impl Wheel {
     }
 
     /// The next tick at which [`advance`](Self::advance) has work: exact for timers
-    /// due within the current 64 µs, the start of a slot for farther ones (which
-    /// then cascade). `None` when no timer is pending.
+    /// due within the current 64 µs; for farther ones the least deadline linked
+    /// into their slot (exact unless that timer was cancelled since, and then
+    /// early, never late), at which the slot cascades and its due timers fire.
+    /// `None` when no timer is pending.
     pub(crate) fn next_expiration(&self) -> Option<u64> {
         self.next_wakeup(0)
     }
@@ -289,7 +301,12 @@ impl Wheel {
             return Some(self.elapsed);
         }
         let (level, slot, tick) = self.next_slot()?;
-        if level != 0 || slack == 0 {
+        if level != 0 {
+            // Nothing in the slot is due before its earliest deadline: no need to
+            // wake at the slot's start only to cascade it.
+            return Some(tick.max(self.levels[level].earliest[slot]));
+        }
+        if slack == 0 {
             return Some(tick);
         }
         // Occupied level-0 slots from `slot` up to `slot + slack`, capped at the end
@@ -335,6 +352,7 @@ impl Wheel {
             self.elapsed = self.elapsed.max(start);
             let mut list = std::mem::replace(&mut self.levels[level].slots[slot], List::EMPTY);
             self.levels[level].occupied &= !(1 << slot);
+            self.levels[level].earliest[slot] = u64::MAX;
             // Due entries fire; the rest cascade to a finer level (relative to the
             // new `elapsed`), where a later turn of this loop finds them.
             self.fire_list(&mut list, fired);
@@ -392,7 +410,9 @@ impl Wheel {
         } else {
             let level = level_for(self.elapsed, deadline);
             let slot = slot_for(deadline, level);
-            self.levels[level].occupied |= 1 << slot;
+            let l = &mut self.levels[level];
+            l.occupied |= 1 << slot;
+            l.earliest[slot] = l.earliest[slot].min(deadline);
             (
                 &mut self.levels[level].slots[slot],
                 Place::Slot {
@@ -441,7 +461,9 @@ impl Wheel {
             self.entries[next as usize].prev = prev;
         }
         if emptied && let Place::Slot { level, slot } = place {
-            self.levels[level as usize].occupied &= !(1 << slot);
+            let l = &mut self.levels[level as usize];
+            l.occupied &= !(1 << slot);
+            l.earliest[slot as usize] = u64::MAX;
         }
     }
 

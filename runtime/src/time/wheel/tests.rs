@@ -826,8 +826,9 @@ fn next_wakeup_joins_deadlines_within_the_slack_and_the_current_block() {
     );
     assert_eq!(wheel.next_wakeup(1000), Some(1023), "one left in the block");
     assert_eq!(advance(&mut wheel, 1023, &log), [1023], "advance(1023)");
-    // Only a farther timer left: the wakeup is its slot's start, as without slack.
-    assert_eq!(wheel.next_wakeup(1000), wheel.next_expiration(), "level 1");
+    // Only a farther timer left (on level 1): its own deadline, as without slack.
+    assert_eq!(wheel.next_wakeup(1000), Some(1030), "level 1");
+    assert_eq!(wheel.next_expiration(), Some(1030), "level 1, no slack");
     let mut wheel = Wheel::default();
     wheel.insert(0, log.waker(1));
     wheel.insert(50, log.waker(2));
@@ -835,7 +836,7 @@ fn next_wakeup_joins_deadlines_within_the_slack_and_the_current_block() {
 }
 
 #[test]
-fn each_single_deadline_is_reached_by_at_most_one_advance_per_level() {
+fn each_single_deadline_is_reached_by_one_advance_whatever_its_level() {
     let log = Log::default();
     for start in [0, 1, 4095, 1_000_003] {
         for bit in 0..48 {
@@ -847,30 +848,56 @@ fn each_single_deadline_is_reached_by_at_most_one_advance_per_level() {
                 let mut wheel = Wheel::default();
                 wheel.advance(start, &mut Vec::new());
                 wheel.insert(deadline, log.waker(1));
-                let mut steps = 0;
-                loop {
-                    let next = wheel.next_expiration().expect("timer pending");
-                    assert!(
-                        next <= deadline && next >= wheel.elapsed(),
-                        "next_expiration {next} outside [{}, {deadline}]",
-                        wheel.elapsed()
-                    );
-                    steps += 1;
-                    let fired = advance(&mut wheel, next, &log);
-                    if next < deadline {
-                        assert_eq!(fired, [], "advance({next}) before {deadline}");
-                    } else {
-                        assert_eq!(fired, [1], "advance({next}) at the deadline");
-                        break;
-                    }
-                    assert!(
-                        steps < LEVELS,
-                        "deadline {deadline} from {start}: {steps} steps, still pending"
-                    );
-                }
+                // The slot's earliest deadline is this timer's: no stop on the way
+                // to cascade it (each would be a wakeup that fires nothing).
+                assert_eq!(
+                    wheel.next_expiration(),
+                    Some(deadline),
+                    "deadline {deadline} from {start}"
+                );
+                assert_eq!(
+                    advance(&mut wheel, deadline - 1, &log),
+                    [],
+                    "advance({}) before {deadline}",
+                    deadline - 1
+                );
+                assert_eq!(wheel.next_expiration(), Some(deadline), "after a cascade");
+                assert_eq!(advance(&mut wheel, deadline, &log), [1], "at {deadline}");
+                assert_eq!(wheel.next_expiration(), None);
             }
         }
     }
+}
+
+#[test]
+fn a_cancelled_earliest_timer_makes_the_next_stop_early_never_late() {
+    let log = Log::default();
+    let mut wheel = Wheel::default();
+    // Both on level 2 ([262144, 524288) is one level-2 slot from 0).
+    let first = wheel.insert(300_000, log.waker(1));
+    wheel.insert(400_000, log.waker(2));
+    assert_eq!(wheel.next_expiration(), Some(300_000));
+    wheel.remove(first);
+    // The slot's bound is not raised by the removal: an early stop, which fires
+    // nothing and cascades the slot, after which the bound is exact again.
+    assert_eq!(wheel.next_expiration(), Some(300_000), "early, not late");
+    assert_eq!(advance(&mut wheel, 300_000, &log), [], "nothing due yet");
+    assert_eq!(
+        wheel.next_expiration(),
+        Some(400_000),
+        "exact after the cascade"
+    );
+    assert_eq!(advance(&mut wheel, 400_000, &log), [2]);
+    // An emptied slot forgets its bound: a new, later timer in the same slot
+    // (500_000 >> 12 == 500_100 >> 12, on level 2 from 400_000) is exact.
+    let lone = wheel.insert(500_000, log.waker(3));
+    wheel.remove(lone);
+    wheel.insert(500_100, log.waker(4));
+    assert_eq!(
+        wheel.next_expiration(),
+        Some(500_100),
+        "bound reset on empty"
+    );
 }
 
 #[test]
