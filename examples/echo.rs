@@ -2,7 +2,7 @@
 //! until EOF, then shutting down its write side.
 //!
 //! ```text
-//! cargo run --release --example echo -- [ADDR] [--grace SECS] [--max-conns N] [--idle-timeout SECS]
+//! cargo run --release --example echo -- [ADDR] [--grace SECS] [--max-conns N] [--idle-timeout SECS] [--stats SECS]
 //! ```
 //!
 //! Prints `listening on ADDR` once bound (default 127.0.0.1:6888). See `USAGE`
@@ -14,7 +14,9 @@
 //!   other per-connection errors that accept(2) says to retry) is skipped.
 //! - On SIGINT (Ctrl-C) or SIGTERM it stops accepting (the listening socket is
 //!   closed), lets open connections finish for up to the grace period, drops the
-//!   rest, prints a one-line summary on stdout and exits 0.
+//!   rest, prints a one-line summary and the runtime's metrics on stdout and exits 0.
+//! - With `--stats SECS`, it prints the runtime's metrics to stderr every SECS
+//!   seconds.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -26,10 +28,10 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use edgeloop::JoinHandle;
 use edgeloop::net::{TcpListener, TcpStream};
 use edgeloop::signal::{SignalKind, signal};
 use edgeloop::time;
+use edgeloop::{Handle, JoinHandle};
 use futures_util::future::{Either, select};
 
 /// How long to pause accepting after running out of fds or memory.
@@ -50,6 +52,9 @@ An echo server: every byte a client sends comes back to it.
   --idle-timeout SECS  close a connection that has made no progress for SECS
                        seconds: sent nothing, or read none of its echo
                        (default: never)
+  --stats SECS         print the runtime's metrics (one `metrics: ...` line)
+                       to stderr every SECS seconds (default: only on exit,
+                       to stdout, after the summary)
   --help               print this help and exit
 ";
 
@@ -60,6 +65,7 @@ struct Args {
     grace: Duration,
     max_conns: usize,
     idle_timeout: Option<Duration>,
+    stats_every: Option<Duration>,
 }
 
 /// What the command line asks for.
@@ -74,6 +80,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
         grace: Duration::from_secs(5),
         max_conns: 10_000,
         idle_timeout: None,
+        stats_every: None,
     };
     let mut addr_seen = false;
     while let Some(arg) = args.next() {
@@ -84,6 +91,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
             "--idle-timeout" => {
                 parsed.idle_timeout = Some(seconds("--idle-timeout", &value("--idle-timeout")?)?);
             }
+            "--stats" => match seconds("--stats", &value("--stats")?)? {
+                // An interval of zero would print in a busy loop.
+                every if every.is_zero() => {
+                    return Err("`--stats` takes a number of seconds above 0".to_owned());
+                }
+                every => parsed.stats_every = Some(every),
+            },
             "--max-conns" => {
                 let v = value("--max-conns")?;
                 parsed.max_conns = match v.parse::<usize>() {
@@ -190,6 +204,16 @@ async fn serve(args: Args) -> io::Result<()> {
 
     let stats = Rc::new(Stats::default());
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    let reporter = args.stats_every.map(|every| {
+        edgeloop::spawn(async move {
+            let mut ticks = time::interval(every);
+            ticks.tick().await; // the first tick is immediate
+            loop {
+                ticks.tick().await;
+                eprintln!("metrics: {}", Handle::current().metrics());
+            }
+        })
+    });
     let mut stop = pin!(async {
         match select(pin!(terminate.recv()), pin!(interrupt.recv())).await {
             Either::Left(_) => "SIGTERM",
@@ -243,7 +267,7 @@ async fn serve(args: Args) -> io::Result<()> {
         Ok(()) => 0,
         Err(_) => stats.open.get(),
     };
-    for task in &tasks {
+    for task in tasks.iter().chain(&reporter) {
         task.abort();
     }
     println_flushed(&format!(
@@ -254,7 +278,8 @@ async fn serve(args: Args) -> io::Result<()> {
         stats.refused.get(),
         stats.idle_closed.get(),
         dropped
-    ))
+    ))?;
+    println_flushed(&format!("metrics: {}", Handle::current().metrics()))
 }
 
 fn println_flushed(line: &str) -> io::Result<()> {

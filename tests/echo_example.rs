@@ -415,6 +415,41 @@ fn sockets_of(pid: u32) -> io::Result<usize> {
     Ok(sockets)
 }
 
+/// Checks what the example printed after `listening on`: the summary line, then its
+/// runtime's metrics, whose task and registration counts follow from the
+/// connections it served and refused.
+fn assert_exit_output(stdout: &[String], summary: &str, served: u64, refused: u64, stderr: &str) {
+    assert!(
+        stdout.len() == 2 && stdout[0] == summary,
+        "stdout after the `listening on` line: {stdout:?}, expected the summary {summary:?} \
+         and a metrics line; stderr:\n{stderr}"
+    );
+    check_metrics_line(&stdout[1], served, refused, 1, stderr);
+}
+
+/// Checks a `metrics: name=value ...` line: `served` connections had a task each,
+/// besides `other_tasks` (the signal driver; with `--stats`, its reporter).
+fn check_metrics_line(line: &str, served: u64, refused: u64, other_tasks: u64, stderr: &str) {
+    let fields = line
+        .strip_prefix("metrics: ")
+        .unwrap_or_else(|| panic!("not a metrics line: {line:?}; stderr:\n{stderr}"));
+    let value = |name: &str| -> u64 {
+        fields
+            .split(' ')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no `{name}=N` in {line:?}"))
+    };
+    assert_eq!(value("spawned_tasks"), served + other_tasks, "{line}");
+    assert_eq!(value("panicked_tasks"), 0, "{line}");
+    // The listener, the signal pipe, and every accepted socket, refused or not.
+    assert_eq!(value("epoll_ctl_add"), 2 + served + refused, "{line}");
+    assert!(
+        value("epoll_waits") > 0 && value("polls") > served,
+        "the loop ran: {line}"
+    );
+}
+
 /// The summary line the example prints at shutdown.
 fn summary(served: u64, bytes: usize, refused: u64, idle: u64, dropped: u64) -> String {
     format!(
@@ -519,11 +554,7 @@ fn echo_example_on_sigterm_stops_accepting_serves_open_connections_then_exits_0(
             "exited {took:?} after its last connection closed (grace 5 s): it waited \
              instead of exiting once drained; stderr:\n{stderr}"
         );
-        assert_eq!(
-            stdout,
-            [summary(1, 10, 0, 0, 0)],
-            "stdout after the `listening on` line; stderr:\n{stderr}"
-        );
+        assert_exit_output(&stdout, &summary(1, 10, 0, 0, 0), 1, 0, &stderr);
         Ok(())
     })
 }
@@ -561,11 +592,7 @@ fn echo_example_on_sigint_drops_connections_still_open_when_the_grace_period_end
             took < Duration::from_secs(6),
             "exited {took:?} after SIGINT, grace 1 s; stderr:\n{stderr}"
         );
-        assert_eq!(
-            stdout,
-            [summary(1, 0, 0, 0, 1)],
-            "stdout after the `listening on` line; stderr:\n{stderr}"
-        );
+        assert_exit_output(&stdout, &summary(1, 0, 0, 0, 1), 1, 0, &stderr);
         expect_closed_by_server(&mut silent, "the silent client after the server exited")?;
         Ok(())
     })
@@ -611,11 +638,7 @@ fn echo_example_with_max_conns_closes_connections_past_the_limit_and_counts_them
             status.success(),
             "exit status after SIGTERM: {status}; stderr:\n{stderr}"
         );
-        assert_eq!(
-            stdout,
-            [summary(3, echoed_bytes, 1, 0, 0)],
-            "stdout after the `listening on` line; stderr:\n{stderr}"
-        );
+        assert_exit_output(&stdout, &summary(3, echoed_bytes, 1, 0, 0), 3, 1, &stderr);
         Ok(())
     })
 }
@@ -664,11 +687,7 @@ fn echo_example_with_idle_timeout_closes_silent_clients_only() -> io::Result<()>
             status.success(),
             "exit status after SIGTERM: {status}; stderr:\n{stderr}"
         );
-        assert_eq!(
-            stdout,
-            [summary(2, echoed_bytes, 0, 1, 0)],
-            "stdout after the `listening on` line; stderr:\n{stderr}"
-        );
+        assert_exit_output(&stdout, &summary(2, echoed_bytes, 0, 1, 0), 2, 0, &stderr);
         Ok(())
     })
 }
@@ -731,11 +750,68 @@ fn echo_example_with_idle_timeout_closes_clients_that_stop_sending_and_reading()
             "exit status after SIGTERM: {status}; stderr:\n{stderr}"
         );
         assert!(
-            stdout.len() == 1
+            stdout.len() == 2
                 && stdout[0].starts_with("served 1 connections, echoed ")
                 && stdout[0].ends_with("closed 1 idle, dropped 0 at shutdown"),
             "stdout after the `listening on` line: {stdout:?}; stderr:\n{stderr}"
         );
+        check_metrics_line(&stdout[1], 1, 0, 1, &stderr);
+        Ok(())
+    })
+}
+
+/// With `--stats 0.2`, the example prints its runtime's metrics to stderr every
+/// 0.2 s, and they follow the traffic: a served connection's echo shows up as tasks,
+/// registrations and events; on exit the metrics still go to stdout.
+#[test]
+fn echo_example_with_stats_prints_metrics_to_stderr_periodically() -> io::Result<()> {
+    with_timeout(300, "echo example --stats", || {
+        let mut server = ExampleServer::start(&["--stats", "0.2"])?;
+        let metrics_lines = |server: &ExampleServer| -> Vec<String> {
+            server
+                .stderr()
+                .lines()
+                .filter(|l| l.starts_with("metrics: "))
+                .map(str::to_owned)
+                .collect()
+        };
+        let child = &mut server;
+        wait_until(
+            Duration::from_secs(20),
+            "two metrics lines on stderr",
+            || Ok(metrics_lines(child).len() >= 2),
+        )?;
+        let mut client = std_connect(server.addr)?;
+        client.set_read_timeout(Some(Duration::from_secs(10)))?;
+        client.write_all(b"counted")?;
+        let mut echoed = [0u8; 7];
+        client.read_exact(&mut echoed)?;
+        assert_eq!(&echoed, b"counted");
+        // A line printed after the echo counts the connection's task.
+        let seen = metrics_lines(&server).len();
+        let child = &mut server;
+        let mut last = String::new();
+        wait_until(
+            Duration::from_secs(20),
+            "a metrics line with the connection's task",
+            || {
+                let lines = metrics_lines(child);
+                last = lines.last().cloned().unwrap_or_default();
+                // The signal driver, the reporter and the connection's task.
+                Ok(lines.len() > seen && last.contains(" spawned_tasks=3 "))
+            },
+        )?;
+        check_metrics_line(&last, 1, 0, 2, &server.stderr());
+        close_gracefully(client, "the client")?;
+        server.send(libc::SIGTERM)?;
+        let (status, stdout) = server.exit_within(Duration::from_secs(15))?;
+        let stderr = server.stderr();
+        assert!(status.success(), "exit status: {status}; stderr:\n{stderr}");
+        assert!(
+            stdout.len() == 2 && stdout[0] == summary(1, 7, 0, 0, 0),
+            "stdout: {stdout:?}; stderr:\n{stderr}"
+        );
+        check_metrics_line(&stdout[1], 1, 0, 2, &stderr);
         Ok(())
     })
 }
@@ -760,7 +836,14 @@ fn echo_example_help_exits_0_and_names_every_flag() -> io::Result<()> {
             status.success(),
             "`echo --help` exited with {status}; stderr:\n{stderr}"
         );
-        for flag in ["ADDR", "--grace", "--max-conns", "--idle-timeout", "--help"] {
+        for flag in [
+            "ADDR",
+            "--grace",
+            "--max-conns",
+            "--idle-timeout",
+            "--stats",
+            "--help",
+        ] {
             assert!(
                 stdout.contains(flag),
                 "`echo --help` does not mention `{flag}`:\n{stdout}"
@@ -774,13 +857,15 @@ fn echo_example_help_exits_0_and_names_every_flag() -> io::Result<()> {
 fn echo_example_rejects_bad_arguments_with_status_2_and_a_message_naming_them() -> io::Result<()> {
     with_timeout(300, "echo example, bad arguments", || {
         // The arguments, and what the message must name.
-        let cases: [(&[&str], &[&str]); 7] = [
+        let cases: [(&[&str], &[&str]); 9] = [
             (&["--grace", "abc"], &["--grace", "abc"]),
             (&["--max-conns", "0"], &["--max-conns"]),
             (&["--max-conns", "many"], &["--max-conns", "many"]),
             (&["--idle-timeout", "-1"], &["--idle-timeout", "-1"]),
             (&["--nope"], &["--nope"]),
             (&["--grace"], &["--grace"]),
+            (&["--stats", "0"], &["--stats"]),
+            (&["--stats", "often"], &["--stats", "often"]),
             (&["127.0.0.1:0", "127.0.0.1:1"], &["127.0.0.1:1"]),
         ];
         for (args, named) in cases {

@@ -23,10 +23,10 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::Location;
 use std::sync::Arc;
-use std::task::{Context, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use task::RunnableRef;
+use task::{Outcome, RunnableRef};
 use waker::{Inbox, TaskId, TaskWaker};
 
 /// What to do with a task's panic that nobody will see (its `JoinHandle` was
@@ -68,18 +68,32 @@ pub(crate) struct Executor {
     inbox: Arc<Inbox>,
     /// Set during shutdown: a task spawned then (by a destructor) is dropped at once.
     shutting_down: Cell<bool>,
-    /// Task polls so far (for metrics).
-    polls: Cell<u64>,
-    /// Tasks spawned so far (for metrics).
-    spawned: Cell<u64>,
-    /// Operations that yielded on a spent budget (for metrics).
-    budget_yields: Cell<u64>,
+    /// Totals for [`RuntimeMetrics`](crate::RuntimeMetrics).
+    counters: Counters,
     /// What to do with a panic nobody will see.
     pub(crate) panic_policy: UnhandledPanic,
     /// The first such panic under `ShutdownRuntime`, for `block_on` to raise.
     unhandled_panic: RefCell<Option<Box<dyn std::any::Any + Send>>>,
     /// Slow-poll detection, if on (off: no clock read per poll).
     slow_poll: Option<SlowPollConfig>,
+}
+
+/// The executor's totals since the runtime was created: plain cells, bumped on the
+/// runtime's thread only.
+#[derive(Debug, Default)]
+struct Counters {
+    polls: Cell<u64>,
+    spawned: Cell<u64>,
+    budget_yields: Cell<u64>,
+    completed: Cell<u64>,
+    panicked: Cell<u64>,
+    aborted: Cell<u64>,
+}
+
+/// Adds one to a counter.
+#[inline]
+fn bump(counter: &Cell<u64>) {
+    counter.set(counter.get() + 1);
 }
 
 #[derive(Default)]
@@ -191,9 +205,7 @@ impl Executor {
             run_queue: RefCell::new(VecDeque::new()),
             inbox,
             shutting_down: Cell::new(false),
-            polls: Cell::new(0),
-            spawned: Cell::new(0),
-            budget_yields: Cell::new(0),
+            counters: Counters::default(),
             panic_policy,
             unhandled_panic: RefCell::new(None),
             slow_poll,
@@ -217,7 +229,7 @@ impl Executor {
         F::Output: 'static,
     {
         let (runnable, joinable) = task::new_task(future);
-        self.spawned.set(self.spawned.get() + 1);
+        bump(&self.counters.spawned);
         if self.shutting_down.get() {
             runnable.as_ref().cancel();
             return JoinHandle::new(joinable, Waker::noop().clone());
@@ -299,18 +311,18 @@ impl Executor {
             (future, waker)
         };
         let mut cx = Context::from_waker(&waker);
-        self.polls.set(self.polls.get() + 1);
+        bump(&self.counters.polls);
         let started = self.slow_poll.as_ref().map(|_| Instant::now());
-        let done = {
+        let outcome = {
             let _budget = crate::coop::start_poll();
-            future.as_ref().run(&mut cx).is_ready()
+            future.as_ref().run(&mut cx)
         };
         if let Some(started) = started {
             self.check_slow_poll(id, started.elapsed());
         }
         let mut tasks = self.tasks.borrow_mut();
         let slot = &mut tasks.slots[id.index as usize];
-        if !done {
+        let Poll::Ready(outcome) = outcome else {
             let task = slot
                 .task
                 .as_mut()
@@ -318,7 +330,12 @@ impl Executor {
             task.future = Some(future);
             task.waker = Some(waker);
             return;
-        }
+        };
+        bump(match outcome {
+            Outcome::Completed => &self.counters.completed,
+            Outcome::Panicked => &self.counters.panicked,
+            Outcome::Aborted => &self.counters.aborted,
+        });
         let task = slot.task.take();
         slot.generation = slot.generation.wrapping_add(1);
         tasks.free.push(id.index);
@@ -411,22 +428,20 @@ impl Executor {
 
     /// Counts an operation that yielded because its task's budget was spent.
     pub(crate) fn note_budget_yield(&self) {
-        self.budget_yields.set(self.budget_yields.get() + 1);
+        bump(&self.counters.budget_yields);
     }
 
-    /// Operations that yielded on a spent budget so far (for metrics).
-    pub(crate) fn budget_yields(&self) -> u64 {
-        self.budget_yields.get()
-    }
-
-    /// Tasks spawned and task polls so far (for metrics).
-    pub(crate) fn counters(&self) -> (u64, u64) {
-        (self.spawned.get(), self.polls.get())
-    }
-
-    /// Tasks waiting in the run queue.
-    pub(crate) fn queued(&self) -> usize {
-        self.run_queue.borrow().len()
+    /// Copies the executor's counters into `m`.
+    pub(crate) fn fill_metrics(&self, m: &mut crate::RuntimeMetrics) {
+        let c = &self.counters;
+        m.live_tasks = self.live_tasks();
+        m.spawned_tasks = c.spawned.get();
+        m.completed_tasks = c.completed.get();
+        m.panicked_tasks = c.panicked.get();
+        m.aborted_tasks = c.aborted.get();
+        m.polls = c.polls.get();
+        m.queued_tasks = self.run_queue.borrow().len();
+        m.budget_yields = c.budget_yields.get();
     }
 }
 

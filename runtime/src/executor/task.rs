@@ -51,11 +51,22 @@ struct TaskCell<F: Future> {
     stage: RefCell<Stage<F>>,
 }
 
+/// How a task ended (for the runtime's metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Its future returned.
+    Completed,
+    /// Its future (or, when aborted, the future's destructor) panicked.
+    Panicked,
+    /// It was aborted and its future dropped.
+    Aborted,
+}
+
 /// The executor's view of a task.
 pub(crate) trait Runnable {
     /// Polls the future once (or drops it, if `abort` was called). `Ready` means the
     /// task is over and its outcome has been handed to the `JoinHandle`.
-    fn run(self: Pin<&Self>, cx: &mut Context<'_>) -> Poll<()>;
+    fn run(self: Pin<&Self>, cx: &mut Context<'_>) -> Poll<Outcome>;
 
     /// Drops the future now, if it has not finished, and records "cancelled" for the
     /// handle. Re-raises a panic from the future's destructor after recording.
@@ -133,7 +144,7 @@ impl<F: Future> TaskCell<F> {
 }
 
 impl<F: Future> Runnable for TaskCell<F> {
-    fn run(self: Pin<&Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn run(self: Pin<&Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
         if self.state.borrow().cancel_requested {
             // Drop the future here, inside the runtime, where its destructors may
             // still deregister I/O. A destructor that panics is the task's panic,
@@ -141,12 +152,12 @@ impl<F: Future> Runnable for TaskCell<F> {
             let dropped = catch_unwind(AssertUnwindSafe(|| {
                 self.with_stage(|mut stage| stage.set(Stage::Done));
             }));
-            let error = match dropped {
-                Ok(()) => JoinError::cancelled(),
-                Err(payload) => JoinError::panic(payload),
+            let (error, outcome) = match dropped {
+                Ok(()) => (JoinError::cancelled(), Outcome::Aborted),
+                Err(payload) => (JoinError::panic(payload), Outcome::Panicked),
             };
             self.complete(Err(error));
-            return Poll::Ready(());
+            return Poll::Ready(outcome);
         }
         let polled = self.with_stage(|mut stage| {
             let StageProj::Running { future } = stage.as_mut().project() else {
@@ -168,13 +179,19 @@ impl<F: Future> Runnable for TaskCell<F> {
             }
         });
         match polled {
-            None => Poll::Ready(()),
+            // Not reached: a finished task is not polled again.
+            None => Poll::Ready(Outcome::Aborted),
             Some(Poll::Pending) => Poll::Pending,
             Some(Poll::Ready(result)) => {
+                let outcome = if result.is_ok() {
+                    Outcome::Completed
+                } else {
+                    Outcome::Panicked
+                };
                 // Handed over after the stage borrow ended: waking the joiner may run
                 // code that looks at this task again.
                 self.complete(result);
-                Poll::Ready(())
+                Poll::Ready(outcome)
             }
         }
     }

@@ -93,10 +93,48 @@ struct State {
     /// Wakers collected during a turn, woken after the borrow is released; kept to
     /// avoid an allocation per turn.
     to_wake: Vec<Waker>,
-    /// `epoll_wait` calls so far (for metrics).
+    /// Live registrations.
+    live: usize,
+    /// Totals for [`RuntimeMetrics`](crate::RuntimeMetrics).
+    counters: Counters,
+}
+
+/// Buckets of [`RuntimeMetrics::events_per_wait`](crate::RuntimeMetrics::events_per_wait).
+pub(crate) const EVENTS_PER_WAIT_BUCKETS: usize = 12;
+
+/// The reactor's totals since the runtime was created.
+#[derive(Debug, Default)]
+struct Counters {
+    /// `epoll_wait` calls.
     waits: u64,
-    /// Events dispatched to registrations so far (for metrics).
+    /// Events dispatched to live registrations.
     events_dispatched: u64,
+    /// `epoll_wait` calls by how many events they returned (power-of-two buckets).
+    events_per_wait: [u64; EVENTS_PER_WAIT_BUCKETS],
+    /// `EPOLL_CTL_ADD` calls that succeeded.
+    ctl_add: u64,
+    /// `EPOLL_CTL_MOD` calls (re-arms) that succeeded.
+    ctl_mod: u64,
+    /// `EPOLL_CTL_DEL` calls.
+    ctl_del: u64,
+    /// Operations that returned `WouldBlock`, by direction (read, write).
+    would_block: [u64; 2],
+}
+
+/// The [`Counters::events_per_wait`] bucket of a wait that returned `n` events:
+/// 0 for none, then `b` for `2^(b-1) <= n < 2^b`, the last bucket open-ended.
+fn events_bucket(n: usize) -> usize {
+    let bits = (usize::BITS - n.leading_zeros()) as usize;
+    bits.min(EVENTS_PER_WAIT_BUCKETS - 1)
+}
+
+/// What one [`Reactor::turn`] saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Turn {
+    /// The cross-thread notifier fired.
+    pub(crate) notified: bool,
+    /// Events dispatched to live registrations.
+    pub(crate) io_events: usize,
 }
 
 /// Per-fd state.
@@ -188,29 +226,33 @@ impl Reactor {
                 free: Vec::new(),
                 events: Vec::with_capacity(max_events),
                 to_wake: Vec::new(),
-                waits: 0,
-                events_dispatched: 0,
+                live: 0,
+                counters: Counters::default(),
             }),
         })
     }
 
     /// Waits for events (at most `timeout`; `None` is forever), records readiness and
-    /// wakes waiters. Returns whether the cross-thread notifier fired.
+    /// wakes waiters. Returns whether the cross-thread notifier fired and how many
+    /// I/O events were dispatched.
     ///
-    /// `EINTR` returns `Ok(false)` with nothing woken: the event loop goes round again
-    /// and recomputes its timeout, which is the retry.
-    pub(crate) fn turn(&self, timeout: Option<Duration>) -> io::Result<bool> {
-        let mut notified = false;
+    /// `EINTR` returns an empty [`Turn`] with nothing woken: the event loop goes round
+    /// again and recomputes its timeout, which is the retry.
+    pub(crate) fn turn(&self, timeout: Option<Duration>) -> io::Result<Turn> {
+        let mut turn = Turn::default();
         let mut to_wake = {
             let mut guard = self.state.borrow_mut();
             let state = &mut *guard;
             let Some(ep) = state.epoll.as_ref() else {
                 return Err(shut_down_error());
             };
-            state.waits += 1;
+            state.counters.waits += 1;
             match epoll::epoll_wait(ep.as_fd(), &mut state.events, timeout) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
+                Ok(n) => state.counters.events_per_wait[events_bucket(n)] += 1,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    state.counters.events_per_wait[0] += 1;
+                    return Ok(turn);
+                }
                 Err(e) => return Err(e),
             }
             let mut to_wake = std::mem::take(&mut state.to_wake);
@@ -218,7 +260,7 @@ impl Reactor {
                 // Copy out of the (packed) kernel struct before use.
                 let (bits, tok) = (ev.events, ev.u64);
                 if tok == NOTIFY_TOKEN {
-                    notified = true;
+                    turn.notified = true;
                     continue;
                 }
                 let (index, generation) = split_token(tok);
@@ -229,7 +271,7 @@ impl Reactor {
                     continue; // stale: the fd was deregistered after the event was queued
                 }
                 slot.armed = 0;
-                state.events_dispatched += 1;
+                turn.io_events += 1;
                 let ready = readiness_of(bits);
                 slot.ready |= ready;
                 if ready & READ != 0 {
@@ -239,7 +281,7 @@ impl Reactor {
                     to_wake.append(&mut slot.writers);
                 }
                 let want = slot.wanted();
-                if want != 0 && rearm(ep.as_fd(), slot, index, want).is_err() {
+                if want != 0 && rearm(ep.as_fd(), slot, index, want, &mut state.counters).is_err() {
                     // The remaining waiter cannot be armed for: wake it anyway, so its
                     // own syscall (or its next poll_ready) reports the error instead
                     // of it waiting forever.
@@ -248,6 +290,7 @@ impl Reactor {
                     to_wake.append(&mut slot.writers);
                 }
             }
+            state.counters.events_dispatched += turn.io_events as u64;
             to_wake
         };
         // Wake outside the borrow: a waker may re-enter the reactor.
@@ -258,7 +301,7 @@ impl Reactor {
         if state.to_wake.capacity() < to_wake.capacity() {
             state.to_wake = to_wake;
         }
-        Ok(notified)
+        Ok(turn)
     }
 
     /// Adds `fd` to the epoll set; returns its slot index.
@@ -291,6 +334,8 @@ impl Reactor {
             state.free.push(index);
             return Err(e);
         }
+        state.counters.ctl_add += 1;
+        state.live += 1;
         slot.in_use = true;
         slot.fd = fd.as_raw_fd();
         slot.ready = READ | WRITE;
@@ -308,7 +353,9 @@ impl Reactor {
                 // Ignored: DEL only fails if the fd is not in the set (EBADF/ENOENT),
                 // and the fd is closed right after, which removes it in any case.
                 let _ = epoll::epoll_ctl(ep.as_fd(), Op::Delete, fd, 0, 0);
+                state.counters.ctl_del += 1;
             }
+            state.live -= 1;
             let slot = &mut state.slots[index as usize];
             slot.in_use = false;
             slot.generation = slot.generation.wrapping_add(1);
@@ -370,7 +417,7 @@ impl Reactor {
         }
         if slot.armed & event_bit == 0 {
             let want = slot.armed | slot.wanted();
-            if let Err(e) = rearm(ep.as_fd(), slot, index, want) {
+            if let Err(e) = rearm(ep.as_fd(), slot, index, want, &mut state.counters) {
                 return Poll::Ready(Err(e));
             }
         }
@@ -386,6 +433,12 @@ impl Reactor {
                 Direction::Write => !WRITE,
             };
         }
+    }
+
+    /// Clears `dir` after an operation said `WouldBlock`, and counts it.
+    fn note_would_block(&self, index: u32, dir: Direction) {
+        self.clear_ready(index, dir);
+        self.state.borrow_mut().counters.would_block[dir as usize] += 1;
     }
 
     /// Whether `dir` is known ready (see [`Registration::try_io`]).
@@ -426,25 +479,36 @@ impl Reactor {
         self.state.borrow().epoll.is_none()
     }
 
-    /// `epoll_wait` calls and events dispatched so far (for metrics).
-    pub(crate) fn counters(&self) -> (u64, u64) {
+    /// Copies the reactor's counters into `m`.
+    pub(crate) fn fill_metrics(&self, m: &mut crate::RuntimeMetrics) {
         let state = self.state.borrow();
-        (state.waits, state.events_dispatched)
+        let c = &state.counters;
+        m.epoll_waits = c.waits;
+        m.io_events = c.events_dispatched;
+        m.events_per_wait = c.events_per_wait;
+        m.registered_fds = state.live;
+        m.epoll_ctl_add = c.ctl_add;
+        m.epoll_ctl_mod = c.ctl_mod;
+        m.epoll_ctl_del = c.ctl_del;
+        m.read_would_block = c.would_block[Direction::Read as usize];
+        m.write_would_block = c.would_block[Direction::Write as usize];
     }
 
-    /// Number of live registrations (for leak tests and metrics).
+    /// Number of live registrations (for tests).
+    #[cfg(test)]
     pub(crate) fn registrations(&self) -> usize {
-        self.state
-            .borrow()
-            .slots
-            .iter()
-            .filter(|s| s.in_use)
-            .count()
+        self.state.borrow().live
     }
 }
 
 /// `EPOLL_CTL_MOD` for `want` (plus the base flags) and record it as armed.
-fn rearm(ep: BorrowedFd<'_>, slot: &mut Slot, index: u32, want: u32) -> io::Result<()> {
+fn rearm(
+    ep: BorrowedFd<'_>,
+    slot: &mut Slot,
+    index: u32,
+    want: u32,
+    counters: &mut Counters,
+) -> io::Result<()> {
     epoll::epoll_ctl(
         ep,
         Op::Modify,
@@ -452,6 +516,7 @@ fn rearm(ep: BorrowedFd<'_>, slot: &mut Slot, index: u32, want: u32) -> io::Resu
         arm_mask(want),
         token(index, slot.generation),
     )?;
+    counters.ctl_mod += 1;
     slot.armed = want;
     Ok(())
 }

@@ -112,7 +112,9 @@ impl Registration {
                 Poll::Pending => return Poll::Pending,
             }
             match op() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear_ready(dir),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.reactor.note_would_block(self.index, dir);
+                }
                 result => {
                     crate::coop::spend();
                     return Poll::Ready(result);
@@ -139,7 +141,7 @@ impl Registration {
         if let Err(e) = &result
             && e.kind() == io::ErrorKind::WouldBlock
         {
-            self.clear_ready(dir);
+            self.reactor.note_would_block(self.index, dir);
         }
         result
     }

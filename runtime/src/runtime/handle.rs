@@ -18,6 +18,8 @@ use pin_project_lite::pin_project;
 use crate::blocking::BlockingPool;
 use crate::executor::JoinError;
 use crate::executor::waker::{Inbox, Job};
+use crate::runtime::RuntimeMetrics;
+use crate::runtime::metrics::Published;
 
 /// A handle to a runtime, to spawn onto it from any thread.
 ///
@@ -44,6 +46,10 @@ use crate::executor::waker::{Inbox, Job};
 pub struct Handle {
     pub(crate) inbox: Arc<Inbox>,
     pub(crate) blocking: Arc<BlockingPool>,
+    /// The snapshot the runtime publishes for [`Handle::metrics`].
+    pub(crate) published: Arc<Published>,
+    /// The runtime's `Core::id`, to tell whether this thread is running it.
+    pub(crate) runtime_id: u64,
 }
 
 impl Handle {
@@ -116,6 +122,47 @@ impl Handle {
                 Some(Ok(None)) | None => done.complete(Err(JoinError::cancelled())),
             });
         RemoteJoinHandle { state }
+    }
+}
+
+impl Handle {
+    /// A snapshot of the runtime's counters (see [`RuntimeMetrics`]), from any thread.
+    ///
+    /// On the runtime's own thread, inside its `block_on`, this reads the counters
+    /// directly, like [`Runtime::metrics`](crate::Runtime::metrics). On another
+    /// thread it asks the runtime's thread for a snapshot (a job in its inbox, like
+    /// [`spawn`](Self::spawn)) and blocks until the next turn of its loop publishes
+    /// one; if a task is blocking that thread, this waits as long. When no
+    /// `block_on` is driving the runtime, it returns at once with the snapshot taken
+    /// when the last one returned (all zeros before the first; the final counts
+    /// after the runtime shut down).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = edgeloop_runtime::Runtime::new()?;
+    /// let handle = rt.handle();
+    /// let spawned = rt.block_on(async move {
+    ///     edgeloop_runtime::spawn(async {}).await.unwrap();
+    ///     // Another thread asks; this runtime's loop answers.
+    ///     let asked = edgeloop_runtime::spawn_blocking(move || handle.metrics());
+    ///     asked.await.unwrap().spawned_tasks
+    /// });
+    /// assert_eq!(spawned, 2, "the empty task and the one awaiting the blocking job");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn metrics(&self) -> RuntimeMetrics {
+        let here =
+            crate::context::with_core(|core| (core.id == self.runtime_id).then(|| core.metrics()));
+        if let Some(Some(metrics)) = here {
+            return metrics;
+        }
+        self.published.fetch(|| {
+            let job: Job = Box::new(|| {
+                crate::context::with_core(|core| core.publish_metrics(true));
+            });
+            self.inbox.push_job(job).is_ok()
+        })
     }
 }
 

@@ -13,6 +13,7 @@
 //! }
 //! ```
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
@@ -33,11 +34,12 @@ use crate::time::Timers;
 
 mod builder;
 mod handle;
-mod metrics;
+pub(crate) mod metrics;
 
 pub use builder::Builder;
 pub(crate) use builder::Config;
 pub use handle::{Handle, RemoteJoinHandle};
+use metrics::Published;
 pub use metrics::RuntimeMetrics;
 
 /// The default number of tasks polled between two looks at epoll (tests use it).
@@ -64,6 +66,18 @@ pub(crate) struct Core {
     pub(crate) id: u64,
     /// Tasks polled between two looks at epoll.
     event_interval: usize,
+    /// The loop's own totals, for [`RuntimeMetrics`].
+    counters: LoopCounters,
+    /// The snapshot [`Handle::metrics`] reads on other threads.
+    published: Arc<Published>,
+}
+
+/// The event loop's totals since the runtime was created (see [`RuntimeMetrics`]).
+#[derive(Debug, Default)]
+struct LoopCounters {
+    empty_wakeups: Cell<u64>,
+    remote_wakes: Cell<u64>,
+    remote_jobs: Cell<u64>,
 }
 
 impl Core {
@@ -83,7 +97,28 @@ impl Core {
             timers: Rc::new(timers),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             event_interval: config.event_interval,
+            counters: LoopCounters::default(),
+            published: Arc::new(Published::default()),
         })
+    }
+
+    /// A snapshot of every counter.
+    pub(crate) fn metrics(&self) -> RuntimeMetrics {
+        let mut m = RuntimeMetrics::default();
+        self.executor.fill_metrics(&mut m);
+        self.reactor.fill_metrics(&mut m);
+        self.timers.fill_metrics(&mut m);
+        m.empty_wakeups = self.counters.empty_wakeups.get();
+        m.remote_wakes = self.counters.remote_wakes.get();
+        m.remote_jobs = self.counters.remote_jobs.get();
+        m.blocking_threads = self.blocking.threads();
+        m.blocking_queue = self.blocking.queued();
+        m
+    }
+
+    /// Publishes a snapshot for [`Handle::metrics`] on other threads.
+    pub(crate) fn publish_metrics(&self, running: bool) {
+        self.published.publish(self.metrics(), running);
     }
 
     /// A `Send` handle to this runtime.
@@ -91,6 +126,8 @@ impl Core {
         Handle {
             inbox: self.executor.inbox().clone(),
             blocking: self.blocking.clone(),
+            published: self.published.clone(),
+            runtime_id: self.id,
         }
     }
 
@@ -132,7 +169,8 @@ impl Core {
 }
 
 /// Makes a runtime current for one `block_on`: sets the thread-local context and
-/// the timer slack, and puts both back when `block_on` returns or unwinds.
+/// the timer slack, and puts both back when `block_on` returns or unwinds. Also
+/// tells [`Handle::metrics`] readers whether the runtime is being driven.
 struct Enter {
     /// The thread's timer slack before `block_on`, restored when it returns.
     saved_slack: Option<u64>,
@@ -140,6 +178,7 @@ struct Enter {
 
 impl Enter {
     fn new(core: Rc<Core>) -> Self {
+        core.published.set_running();
         context::enter(core);
         // Best effort: where prctl is refused, timers are merely up to 50 µs later.
         let saved_slack = prctl::timer_slack()
@@ -151,7 +190,10 @@ impl Enter {
 
 impl Drop for Enter {
     fn drop(&mut self) {
-        drop(context::leave());
+        if let Some(core) = context::leave() {
+            // Readers on other threads get this snapshot until the next `block_on`.
+            core.publish_metrics(false);
+        }
         if let Some(slack) = self.saved_slack {
             // Ignored: setting back a value the kernel gave us cannot fail.
             let _ = prctl::set_timer_slack(slack);
@@ -255,25 +297,10 @@ impl Runtime {
         self.core.handle()
     }
 
-    /// A snapshot of the runtime's counters.
+    /// A snapshot of the runtime's counters (see [`RuntimeMetrics`]). From other
+    /// threads, use [`Handle::metrics`].
     pub fn metrics(&self) -> RuntimeMetrics {
-        let core = &self.core;
-        let (spawned_tasks, polls) = core.executor.counters();
-        let (epoll_waits, io_events) = core.reactor.counters();
-        RuntimeMetrics {
-            live_tasks: core.executor.live_tasks(),
-            spawned_tasks,
-            polls,
-            queued_tasks: core.executor.queued(),
-            budget_yields: core.executor.budget_yields(),
-            epoll_waits,
-            io_events,
-            registered_fds: core.reactor.registrations(),
-            timers_pending: core.timers.len(),
-            timers_fired: core.timers.fired_total(),
-            blocking_threads: core.blocking.threads(),
-            blocking_queue: core.blocking.queued(),
-        }
+        self.core.metrics()
     }
 
     /// Shuts the runtime down like dropping it does, but waits for running blocking
@@ -355,12 +382,21 @@ fn run<F: Future>(core: &Core, mut future: std::pin::Pin<&mut F>) -> F::Output {
             Some(deadline) => Some(deadline.saturating_duration_since(core.timers.now())),
             None => None,
         };
-        let notified = core
+        let turn = core
             .reactor
             .turn(timeout)
             .unwrap_or_else(|e| panic!("`epoll_wait` failed, the runtime cannot go on: {e}"));
-        if notified {
+        let mut found_work = turn.io_events > 0;
+        if turn.notified {
             core.executor.inbox().drain(&mut woken_remotely, &mut jobs);
+            let counters = &core.counters;
+            counters
+                .remote_wakes
+                .set(counters.remote_wakes.get() + woken_remotely.len() as u64);
+            counters
+                .remote_jobs
+                .set(counters.remote_jobs.get() + jobs.len() as u64);
+            found_work |= !woken_remotely.is_empty() || !jobs.is_empty();
             for id in woken_remotely.drain(..) {
                 core.executor.schedule(id);
             }
@@ -378,7 +414,11 @@ fn run<F: Future>(core: &Core, mut future: std::pin::Pin<&mut F>) -> F::Output {
         }
         // Every turn, timers or not: it also brings the wheel's notion of "now" up
         // to date, against which new sleeps check whether they are over already.
-        core.timers.fire();
+        found_work |= core.timers.fire() > 0;
+        if !found_work && timeout != Some(Duration::ZERO) {
+            let empty = &core.counters.empty_wakeups;
+            empty.set(empty.get() + 1);
+        }
     }
 }
 

@@ -639,17 +639,35 @@ fn metrics_follow_a_scripted_workload() {
         });
         let m = rt.metrics();
         assert_eq!((m.timers_pending, m.timers_fired), (0, 1), "{m:?}");
+        assert_eq!((m.timers_armed, m.timers_cancelled), (2, 1), "{m:?}");
         assert_eq!((m.spawned_tasks, m.polls), (3, 5), "{m:?}");
+        assert_eq!(m.completed_tasks, 3, "{m:?}");
 
         // I/O: one registration, one event.
         rt.block_on(async {
             let (a, mut b) = socket_pair().expect("socket pair");
             let a = AsyncFd::new(a).expect("register");
-            assert_eq!(rt.metrics().registered_fds, 1);
-            a.clear_ready(Direction::Read);
+            let m = rt.metrics();
+            assert_eq!((m.registered_fds, m.epoll_ctl_add), (1, 1), "{m:?}");
+            // Nothing to read yet: the first read says EAGAIN (counted), which
+            // clears readiness; waiting then re-arms once (one MOD).
+            let mut buf = [0_u8; 8];
+            let err = a
+                .try_io(Direction::Read, |mut s| s.read(&mut buf))
+                .expect_err("nothing was written yet");
+            assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
             let before = rt.metrics();
+            assert_eq!(
+                (before.read_would_block, before.epoll_ctl_mod),
+                (1, 0),
+                "{before:?}"
+            );
             b.write_all(b"ping").expect("write");
-            a.ready(Direction::Read).await.expect("readable");
+            let n = a
+                .io(Direction::Read, |mut s| s.read(&mut buf))
+                .await
+                .expect("read");
+            assert_eq!(&buf[..n], b"ping");
             let after = rt.metrics();
             assert_eq!(
                 after.io_events - before.io_events,
@@ -660,16 +678,155 @@ fn metrics_follow_a_scripted_workload() {
                 after.epoll_waits > before.epoll_waits,
                 "{before:?} -> {after:?}"
             );
-            let mut buf = [0_u8; 8];
-            let n = a.get_ref().read(&mut buf).expect("read");
-            assert_eq!(&buf[..n], b"ping");
+            assert_eq!(
+                (after.epoll_ctl_mod, after.read_would_block),
+                (1, 1),
+                "{before:?} -> {after:?}"
+            );
+            assert_eq!(after.write_would_block, 0, "{after:?}");
             drop(a);
-            assert_eq!(rt.metrics().registered_fds, 0, "after the drop");
+            let m = rt.metrics();
+            assert_eq!((m.registered_fds, m.epoll_ctl_del), (0, 1), "{m:?}");
         });
         let m = rt.metrics();
         assert_eq!((m.io_events, m.registered_fds), (1, 0), "{m:?}");
+        assert_eq!(
+            m.events_per_wait.iter().sum::<u64>(),
+            m.epoll_waits,
+            "the histogram counts every wait: {m:?}"
+        );
+        assert_eq!(
+            m.events_per_wait[1], 1,
+            "one wait returned one event: {m:?}"
+        );
+        assert_eq!(
+            (m.empty_wakeups, m.remote_wakes, m.remote_jobs),
+            (0, 0, 0),
+            "{m:?}"
+        );
         assert_eq!((m.blocking_threads, m.blocking_queue), (0, 0), "{m:?}");
     });
+}
+
+#[test]
+fn metrics_count_how_tasks_end() {
+    bounded("metrics_count_how_tasks_end", || {
+        let rt = Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let ok: Vec<_> = (0..4).map(|i| spawn(async move { i })).collect();
+            let failed: Vec<_> = (0..3)
+                .map(|_| spawn(async { explode("counted") }))
+                .collect();
+            let stuck: Vec<_> = (0..2).map(|_| spawn(pending::<()>())).collect();
+            yield_now().await; // every task has been polled once
+            for task in &stuck {
+                task.abort();
+            }
+            for task in ok {
+                task.await.expect("completes");
+            }
+            for task in failed {
+                assert!(task.await.expect_err("panics").is_panic());
+            }
+            for task in stuck {
+                assert!(task.await.expect_err("aborted").is_cancelled());
+            }
+        });
+        let m = rt.metrics();
+        assert_eq!(
+            (
+                m.spawned_tasks,
+                m.completed_tasks,
+                m.panicked_tasks,
+                m.aborted_tasks,
+                m.live_tasks
+            ),
+            (9, 4, 3, 2, 0),
+            "{m:?}"
+        );
+        // A task left pending when the runtime is dropped is none of the three.
+        rt.block_on(async {
+            drop(spawn(pending::<()>()));
+            yield_now().await;
+        });
+        let m = rt.metrics();
+        assert_eq!((m.spawned_tasks, m.live_tasks), (10, 1), "{m:?}");
+        assert_eq!(
+            m.completed_tasks + m.panicked_tasks + m.aborted_tasks,
+            9,
+            "{m:?}"
+        );
+    });
+}
+
+#[test]
+fn a_notification_with_nothing_in_the_inbox_is_an_empty_wakeup() {
+    bounded(
+        "a_notification_with_nothing_in_the_inbox_is_an_empty_wakeup",
+        || {
+            let rt = Runtime::new().expect("runtime");
+            let inbox = rt.core.executor.inbox().clone();
+            let mut waited = false;
+            rt.block_on(poll_fn(|cx| {
+                if waited {
+                    return Poll::Ready(());
+                }
+                waited = true;
+                let (inbox, waker) = (inbox.clone(), cx.waker().clone());
+                thread::spawn(move || {
+                    // A bare notification: the loop wakes and finds nothing.
+                    inbox.notify();
+                    thread::sleep(Duration::from_millis(30));
+                    // Then a real wake, from this thread.
+                    waker.wake();
+                });
+                Poll::Pending
+            }));
+            let m = rt.metrics();
+            assert_eq!((m.empty_wakeups, m.remote_wakes), (1, 1), "{m:?}");
+            assert_eq!(m.epoll_waits, 2, "{m:?}");
+        },
+    );
+}
+
+#[test]
+fn handle_metrics_answers_from_other_threads_and_between_block_ons() {
+    bounded(
+        "handle_metrics_answers_from_other_threads_and_between_block_ons",
+        || {
+            let rt = Runtime::new().expect("runtime");
+            let handle = rt.handle();
+            assert_eq!(handle.metrics(), RuntimeMetrics::default(), "never run");
+            let on_thread = rt.block_on(async {
+                let tasks: Vec<_> = (0..3).map(|_| spawn(pending::<()>())).collect();
+                yield_now().await;
+                // On the runtime's own thread: read directly (asking would deadlock).
+                let here = Handle::current().metrics();
+                assert_eq!(here.live_tasks, 3, "{here:?}");
+                // From another thread while the runtime runs: the loop answers.
+                let remote = handle.clone();
+                let there = spawn_blocking(move || remote.metrics())
+                    .await
+                    .expect("metrics job");
+                // The three, and the task that awaits the blocking job.
+                assert_eq!(there.live_tasks, 4, "{there:?}");
+                assert!(there.remote_jobs >= 1, "the request is a job: {there:?}");
+                drop(tasks);
+                here
+            });
+            assert_eq!(on_thread.spawned_tasks, 3);
+            // Between `block_on` calls: the snapshot taken when the last returned,
+            // at once, also from another thread.
+            let remote = handle.clone();
+            let between = thread::spawn(move || remote.metrics())
+                .join()
+                .expect("metrics thread");
+            assert_eq!(between, rt.metrics(), "published at return");
+            drop(rt);
+            let after = handle.metrics();
+            assert_eq!(after.spawned_tasks, 4, "the final counts: {after:?}");
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------

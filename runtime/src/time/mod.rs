@@ -66,6 +66,10 @@ pub(crate) struct Timers {
     fired: RefCell<Vec<Waker>>,
     /// Timers fired so far.
     fired_total: Cell<u64>,
+    /// Timers added so far.
+    armed_total: Cell<u64>,
+    /// Timers removed before they fired so far.
+    cancelled_total: Cell<u64>,
 }
 
 impl Timers {
@@ -77,6 +81,8 @@ impl Timers {
             offset: Cell::new(Duration::ZERO),
             fired: RefCell::new(Vec::new()),
             fired_total: Cell::new(0),
+            armed_total: Cell::new(0),
+            cancelled_total: Cell::new(0),
         }
     }
 
@@ -90,9 +96,12 @@ impl Timers {
             .set(Some(self.base + Duration::from_micros(tick)));
     }
 
-    /// Timers fired since the runtime started (for metrics).
-    pub(crate) fn fired_total(&self) -> u64 {
-        self.fired_total.get()
+    /// Copies the timers' counters into `m`.
+    pub(crate) fn fill_metrics(&self, m: &mut crate::RuntimeMetrics) {
+        m.timers_pending = self.len();
+        m.timers_armed = self.armed_total.get();
+        m.timers_fired = self.fired_total.get();
+        m.timers_cancelled = self.cancelled_total.get();
     }
 
     /// This runtime's time: the real clock, or the frozen one while paused.
@@ -138,6 +147,7 @@ impl Timers {
         }
         // Cloned outside the borrow: a foreign waker's clone may run arbitrary code.
         let waker = waker.clone();
+        self.armed_total.set(self.armed_total.get() + 1);
         Some(self.wheel.borrow_mut().insert(tick, waker))
     }
 
@@ -168,6 +178,9 @@ impl Timers {
     #[inline]
     pub(crate) fn remove(&self, key: TimerKey) {
         let waker = self.wheel.borrow_mut().remove(key);
+        if waker.is_some() {
+            self.cancelled_total.set(self.cancelled_total.get() + 1);
+        }
         // Dropped outside the borrow: a foreign waker's drop may run arbitrary code.
         drop(waker);
     }
@@ -188,19 +201,20 @@ impl Timers {
             .is_some_and(|tick| tick <= now)
     }
 
-    /// Wakes every timer due by now, in deadline order.
-    pub(crate) fn fire(&self) {
+    /// Wakes every timer due by now, in deadline order; returns how many.
+    pub(crate) fn fire(&self) -> usize {
         let now = self.tick_floor(self.now());
         // Also when nothing is due: moving `elapsed` up is what lets new sleeps
         // decide "over already" without reading the clock.
         let mut fired = std::mem::take(&mut *self.fired.borrow_mut());
         self.wheel.borrow_mut().advance(now, &mut fired);
-        self.fired_total
-            .set(self.fired_total.get() + fired.len() as u64);
+        let count = fired.len();
+        self.fired_total.set(self.fired_total.get() + count as u64);
         for waker in fired.drain(..) {
             waker.wake();
         }
         *self.fired.borrow_mut() = fired;
+        count
     }
 
     /// Number of pending timers.
