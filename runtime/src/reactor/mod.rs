@@ -426,19 +426,14 @@ impl Reactor {
 
     /// See [`Registration::clear_ready`].
     fn clear_ready(&self, index: u32, dir: Direction) {
-        let mut state = self.state.borrow_mut();
-        if let Some(slot) = state.slots.get_mut(index as usize) {
-            slot.ready &= match dir {
-                Direction::Read => !READ,
-                Direction::Write => !WRITE,
-            };
-        }
+        clear(&mut self.state.borrow_mut(), index, dir);
     }
 
     /// Clears `dir` after an operation said `WouldBlock`, and counts it.
     fn note_would_block(&self, index: u32, dir: Direction) {
-        self.clear_ready(index, dir);
-        self.state.borrow_mut().counters.would_block[dir as usize] += 1;
+        let mut state = self.state.borrow_mut();
+        clear(&mut state, index, dir);
+        state.counters.would_block[dir as usize] += 1;
     }
 
     /// Whether `dir` is known ready (see [`Registration::try_io`]).
@@ -498,6 +493,16 @@ impl Reactor {
     #[cfg(test)]
     pub(crate) fn registrations(&self) -> usize {
         self.state.borrow().live
+    }
+}
+
+/// Forgets that `dir` of slot `index` is ready.
+fn clear(state: &mut State, index: u32, dir: Direction) {
+    if let Some(slot) = state.slots.get_mut(index as usize) {
+        slot.ready &= match dir {
+            Direction::Read => !READ,
+            Direction::Write => !WRITE,
+        };
     }
 }
 
