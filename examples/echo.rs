@@ -9,9 +9,9 @@
 //! below (or run it with `--help`) for the flags.
 //!
 //! - A connection's error is logged to stderr and ends only that connection.
-//! - An `accept` that fails for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM)
-//!   is logged and backed off for 50 ms instead of spinning; ECONNABORTED (and the
-//!   other per-connection errors that accept(2) says to retry) is skipped.
+//! - At the fd limit (EMFILE), `accept` itself pauses until a connection closes or
+//!   a short back-off passes, instead of spinning (see `fd_release_waits` in the
+//!   metrics); errors that concern one pending connection never reach this loop.
 //! - On SIGINT (Ctrl-C) or SIGTERM it stops accepting (the listening socket is
 //!   closed), lets open connections finish for up to the grace period, drops the
 //!   rest, prints a one-line summary and the runtime's metrics on stdout and exits 0.
@@ -33,9 +33,6 @@ use edgeloop::signal::{SignalKind, signal};
 use edgeloop::time;
 use edgeloop::{Handle, JoinHandle};
 use futures_util::future::{Either, select};
-
-/// How long to pause accepting after running out of fds or memory.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 const USAGE: &str = "\
 usage: echo [ADDR] [OPTIONS]
@@ -247,11 +244,8 @@ async fn serve(args: Args) -> io::Result<()> {
                     tasks.retain(|t| !t.is_finished());
                 }
             }
-            Err(e) if is_transient(&e) => eprintln!("accept: {e}; skipped"),
-            Err(e) if is_resource_exhausted(&e) => {
-                eprintln!("accept: {e}; pausing {} ms", ACCEPT_BACKOFF.as_millis());
-                time::sleep(ACCEPT_BACKOFF).await;
-            }
+            // `accept` pauses by itself at the fd limit and skips errors that
+            // concern one pending connection: what is left is the listener's.
             Err(e) => return Err(e),
         }
     };
@@ -286,33 +280,6 @@ fn println_flushed(line: &str) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "{line}")?;
     stdout.flush()
-}
-
-/// Errors that concern one pending connection, not the listener: accept(2) says to
-/// treat them like EAGAIN and accept again.
-fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(
-            libc::ECONNABORTED
-                | libc::EPROTO
-                | libc::EPERM
-                | libc::ENETDOWN
-                | libc::ENOPROTOOPT
-                | libc::EHOSTDOWN
-                | libc::ENONET
-                | libc::EHOSTUNREACH
-                | libc::ENETUNREACH
-        )
-    )
-}
-
-fn is_resource_exhausted(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        // ENOSPC: epoll's `max_user_watches` is reached when registering the socket.
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ENOSPC)
-    )
 }
 
 async fn echo(

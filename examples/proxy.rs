@@ -33,9 +33,6 @@ use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 /// How long to wait for the upstream to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long to pause accepting after running out of fds or memory.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-
 /// Bytes moved per read, for each direction of each connection.
 const COPY_BUFFER: usize = 64 * 1024;
 
@@ -144,11 +141,8 @@ async fn run(listen: SocketAddr, upstream: &str) -> io::Result<()> {
                     }
                 }));
             }
-            Err(e) if is_transient(&e) => eprintln!("accept: {e}; skipped"),
-            Err(e) if is_resource_exhausted(&e) => {
-                eprintln!("accept: {e}; pausing {} ms", ACCEPT_BACKOFF.as_millis());
-                time::sleep(ACCEPT_BACKOFF).await;
-            }
+            // `accept` pauses by itself at the fd limit and skips errors that
+            // concern one pending connection: what is left is the listener's.
             Err(e) => return Err(e),
         }
     }
@@ -274,32 +268,4 @@ fn println_flushed(line: &str) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "{line}")?;
     stdout.flush()
-}
-
-/// Errors that concern one pending connection, not the listener: accept(2) says to
-/// treat them like EAGAIN and accept again.
-fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(
-            libc::ECONNABORTED
-                | libc::EPROTO
-                | libc::EPERM
-                | libc::ENETDOWN
-                | libc::ENOPROTOOPT
-                | libc::EHOSTDOWN
-                | libc::ENONET
-                | libc::EHOSTUNREACH
-                | libc::ENETUNREACH
-        )
-    )
-}
-
-/// Out of fds or memory: pause accepting instead of spinning.
-fn is_resource_exhausted(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        // ENOSPC: epoll's `max_user_watches` is reached when registering the socket.
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ENOSPC)
-    )
 }

@@ -22,15 +22,11 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use edgeloop::net::{UnixListener, UnixStream};
 
 /// Where to listen when no PATH is given.
 const DEFAULT_PATH: &str = "/tmp/edgeloop-echo.sock";
-
-/// How long to pause accepting after running out of fds or memory.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 const USAGE: &str = "\
 usage: unix_echo [PATH] [--force]
@@ -163,24 +159,11 @@ async fn serve(args: Args) -> io::Result<()> {
                     }
                 });
             }
-            Err(e) if is_out_of_resources(&e) => {
-                eprintln!("unix_echo: accept: {e}; pausing {ACCEPT_BACKOFF:?}");
-                edgeloop::time::sleep(ACCEPT_BACKOFF).await;
-            }
-            // Per-connection failures (a client gone before it was accepted): the
-            // listener is fine, so keep accepting.
-            Err(e) => eprintln!("unix_echo: accept: {e}"),
+            // `accept` pauses by itself at the fd limit and skips errors that
+            // concern one pending connection: what is left is the listener's.
+            Err(e) => return Err(e),
         }
     }
-}
-
-/// Whether `accept` failed for lack of fds or memory, which lasts a while: retrying
-/// at once would spin.
-fn is_out_of_resources(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
 }
 
 /// Echoes everything read on `stream` until EOF, then shuts down the write side.

@@ -119,7 +119,7 @@ pub mod signal {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub mod io {
-    pub use edgeloop_runtime::{AsyncFd, Direction};
+    pub use edgeloop_runtime::{AsyncFd, Direction, wait_for_fd_release};
 }
 
 /// Compiles the README's examples as doctests.

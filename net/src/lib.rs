@@ -108,6 +108,7 @@ macro_rules! impl_async_io {
     };
 }
 
+mod accept;
 mod addr;
 #[allow(unsafe_code)] // every libc call of this crate; contract in sys/mod.rs
 mod sys;

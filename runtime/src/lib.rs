@@ -47,6 +47,6 @@ pub use blocking::spawn_blocking;
 pub use executor::{JoinError, JoinHandle, SlowPoll, UnhandledPanic};
 #[cfg(test)]
 pub(crate) use reactor::Registration;
-pub use reactor::{AsyncFd, Direction};
+pub use reactor::{AsyncFd, Direction, wait_for_fd_release};
 pub use runtime::{Builder, Handle, RemoteJoinHandle, Runtime, RuntimeMetrics, block_on, spawn};
 pub use yield_now::{YieldNow, yield_now};

@@ -5,12 +5,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use edgeloop_runtime::{AsyncFd, Direction};
 use futures_core::Stream;
 
 use super::TcpStream;
+use crate::accept::{AcceptPause, poll_skipping_per_connection_errors};
 use crate::addr::ToSocketAddrs;
 use crate::sys;
 
@@ -93,28 +94,45 @@ impl TcpListener {
     /// Cancel-safe: if the future is dropped before it completes, no connection was
     /// taken from the queue. Several tasks may await `accept` on one listener at once.
     ///
+    /// At the fd limit it does not fail, nor spin: when `accept4` says `EMFILE` or
+    /// `ENFILE` (or `ENOBUFS`/`ENOMEM`), it waits until the runtime closes an fd (a
+    /// connection ends) or a back-off passes (1 ms, doubling up to 100 ms while the
+    /// shortage lasts), then tries again; the connection waits in the kernel's
+    /// queue meanwhile. Each pause counts one
+    /// [`fd_release_waits`](edgeloop_runtime::RuntimeMetrics::fd_release_waits).
+    /// Errors that concern one pending connection (`ECONNABORTED` for one reset
+    /// before it was accepted, and the network errors accept(2) says to treat like
+    /// `EAGAIN`) are skipped, so `listener.accept().await?` in a loop never ends a
+    /// server over one client.
+    ///
     /// # Errors
     ///
-    /// What `accept4` returns, e.g. `EMFILE` at the fd limit or `ECONNABORTED` for a
-    /// connection reset before it was accepted. Neither breaks the listener: back off
-    /// (for `EMFILE`) or simply accept again.
+    /// Only errors that concern the listener itself (e.g. `EINVAL` if it is not
+    /// listening), or registering the new socket with the runtime.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        poll_fn(|cx| self.poll_accept(cx)).await
+        let mut pause = AcceptPause::new();
+        poll_fn(|cx| pause.poll(cx, |cx| self.poll_accept(cx))).await
     }
 
     /// Polls for a connection. On `Pending`, the task is woken when one arrives.
     ///
+    /// The low-level path: unlike [`accept`](Self::accept) it does not pause at the
+    /// fd limit.
+    ///
     /// # Errors
     ///
-    /// As [`accept`](Self::accept).
+    /// What `accept4` returns other than the per-connection errors that
+    /// [`accept`](Self::accept) skips too, e.g. `EMFILE` at
+    /// the fd limit, which does not break the listener: wait for an fd to be
+    /// released ([`wait_for_fd_release`](edgeloop_runtime::wait_for_fd_release)) and
+    /// poll again.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
-        match self.io.poll_io(Direction::Read, cx, |fd| {
-            sys::retry(|| sys::accept4(fd.as_fd()))
-        }) {
-            Poll::Ready(Ok((fd, peer))) => Poll::Ready(TcpStream::from_fd(fd).map(|s| (s, peer))),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
+        let (fd, peer) = ready!(poll_skipping_per_connection_errors(cx, |cx| {
+            self.io.poll_io(Direction::Read, cx, |fd| {
+                sys::retry(|| sys::accept4(fd.as_fd()))
+            })
+        }))?;
+        Poll::Ready(TcpStream::from_fd(fd).map(|s| (s, peer)))
     }
 
     /// The address this listener is bound to (with the port the kernel picked, for
@@ -127,9 +145,13 @@ impl TcpListener {
         sys::getsockname(self.io.as_fd())
     }
 
-    /// A [`Stream`] of accepted connections, which never ends.
+    /// A [`Stream`] of accepted connections, which never ends. It pauses at the fd
+    /// limit as [`accept`](Self::accept) does.
     pub fn incoming(&self) -> Incoming<'_> {
-        Incoming { listener: self }
+        Incoming {
+            listener: self,
+            pause: AcceptPause::new(),
+        }
     }
 
     /// Wraps a listener from the standard library, making it non-blocking.
@@ -175,14 +197,17 @@ impl AsRawFd for TcpListener {
 pub struct Incoming<'a> {
     /// The listener accepted from.
     listener: &'a TcpListener,
+    /// The pause at the fd limit, if one is in progress.
+    pause: AcceptPause,
 }
 
 impl Stream for Incoming<'_> {
     type Item = io::Result<TcpStream>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.listener
-            .poll_accept(cx)
+        let Incoming { listener, pause } = self.get_mut();
+        pause
+            .poll(cx, |cx| listener.poll_accept(cx))
             .map(|r| Some(r.map(|(stream, _peer)| stream)))
     }
 }

@@ -4,12 +4,13 @@ use std::future::poll_fn;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use edgeloop_runtime::{AsyncFd, Direction};
 
 use super::addr::explain_bind_error;
 use super::{SocketAddr, UnixStream};
+use crate::accept::{AcceptPause, poll_skipping_per_connection_errors};
 use crate::sys::unix::UnixAddr;
 use crate::sys::{self, retry};
 
@@ -99,28 +100,36 @@ impl UnixListener {
     /// Cancel-safe: if the future is dropped before it completes, no connection was
     /// taken from the queue. Several tasks may await `accept` on one listener at once.
     ///
+    /// At the fd limit it pauses instead of failing or spinning, exactly as
+    /// [`TcpListener::accept`](crate::TcpListener::accept) does (until the runtime
+    /// closes an fd, or a back-off of 1 ms doubling up to 100 ms passes), and it
+    /// skips the errors that concern one pending connection.
+    ///
     /// # Errors
     ///
-    /// What `accept4` returns, e.g. `EMFILE` at the fd limit. That does not break
-    /// the listener: back off and accept again.
+    /// Any other error of `accept4`, or of registering the new socket.
     pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        poll_fn(|cx| self.poll_accept(cx)).await
+        let mut pause = AcceptPause::new();
+        poll_fn(|cx| pause.poll(cx, |cx| self.poll_accept(cx))).await
     }
 
     /// Polls for a connection. On `Pending`, the task is woken when one arrives.
     ///
+    /// The low-level path: unlike [`accept`](Self::accept) it does not pause at the
+    /// fd limit.
+    ///
     /// # Errors
     ///
-    /// As [`accept`](Self::accept).
+    /// What `accept4` returns other than per-connection errors (skipped), e.g.
+    /// `EMFILE` at
+    /// the fd limit.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(UnixStream, SocketAddr)>> {
-        self.io
-            .poll_io(Direction::Read, cx, |fd| {
+        let (fd, peer) = ready!(poll_skipping_per_connection_errors(cx, |cx| {
+            self.io.poll_io(Direction::Read, cx, |fd| {
                 retry(|| sys::unix::accept4(fd.as_fd()))
             })
-            .map(|accepted| {
-                let (fd, peer) = accepted?;
-                Ok((UnixStream::from_fd(fd)?, peer))
-            })
+        }))?;
+        Poll::Ready(UnixStream::from_fd(fd).map(|s| (s, peer)))
     }
 
     /// The address this listener is bound to: the path as given to

@@ -31,9 +31,11 @@
 //! ([`Reactor::turn`]); `net` and users reach it through [`AsyncFd`].
 
 mod async_fd;
+mod fd_release;
 mod registration;
 
 pub use async_fd::AsyncFd;
+pub use fd_release::wait_for_fd_release;
 pub use registration::Direction;
 pub(crate) use registration::Registration;
 
@@ -95,6 +97,10 @@ struct State {
     to_wake: Vec<Waker>,
     /// Live registrations.
     live: usize,
+    /// Registrations released so far (what [`wait_for_fd_release`] watches).
+    releases: u64,
+    /// Tasks in [`wait_for_fd_release`], woken at the next release.
+    release_waiters: Vec<Waker>,
     /// Totals for [`RuntimeMetrics`](crate::RuntimeMetrics).
     counters: Counters,
 }
@@ -119,6 +125,8 @@ struct Counters {
     ctl_del: u64,
     /// Operations that returned `WouldBlock`, by direction (read, write).
     would_block: [u64; 2],
+    /// Calls of [`wait_for_fd_release`].
+    fd_release_waits: u64,
 }
 
 /// The [`Counters::events_per_wait`] bucket of a wait that returned `n` events:
@@ -227,6 +235,8 @@ impl Reactor {
                 events: Vec::with_capacity(max_events),
                 to_wake: Vec::new(),
                 live: 0,
+                releases: 0,
+                release_waiters: Vec::new(),
                 counters: Counters::default(),
             }),
         })
@@ -346,7 +356,7 @@ impl Reactor {
     /// Removes the fd from the epoll set (before its owner closes it) and releases the
     /// slot under a new generation.
     fn deregister(&self, index: u32, fd: RawFd) {
-        let (readers, writers) = {
+        let (readers, writers, release_waiters) = {
             let mut guard = self.state.borrow_mut();
             let state = &mut *guard;
             if let Some(ep) = state.epoll.as_ref() {
@@ -356,6 +366,9 @@ impl Reactor {
                 state.counters.ctl_del += 1;
             }
             state.live -= 1;
+            state.releases += 1;
+            // Usually empty: taking an empty Vec neither allocates nor frees.
+            let release_waiters = std::mem::take(&mut state.release_waiters);
             let slot = &mut state.slots[index as usize];
             slot.in_use = false;
             slot.generation = slot.generation.wrapping_add(1);
@@ -365,9 +378,14 @@ impl Reactor {
             (
                 std::mem::take(&mut slot.readers),
                 std::mem::take(&mut slot.writers),
+                release_waiters,
             )
         };
-        // Dropped outside the borrow: a foreign waker's drop may run arbitrary code.
+        // Woken and dropped outside the borrow: a foreign waker may run arbitrary
+        // code. The woken tasks run after this fd's owner has closed it.
+        for waker in release_waiters {
+            waker.wake();
+        }
         drop((readers, writers));
     }
 
@@ -474,6 +492,32 @@ impl Reactor {
         self.state.borrow().epoll.is_none()
     }
 
+    /// Counts a [`wait_for_fd_release`] and returns the release count it waits to
+    /// see change.
+    fn note_fd_release_wait(&self) -> u64 {
+        let mut state = self.state.borrow_mut();
+        state.counters.fd_release_waits += 1;
+        state.releases
+    }
+
+    /// Registrations released so far.
+    fn releases(&self) -> u64 {
+        self.state.borrow().releases
+    }
+
+    /// Wakes `waker` at the next release (once).
+    fn wake_on_release(&self, waker: &Waker) {
+        let known = {
+            let state = self.state.borrow();
+            state.release_waiters.iter().any(|w| w.will_wake(waker))
+        };
+        if !known {
+            // Cloned outside the borrow: a foreign waker's clone may run arbitrary code.
+            let waker = waker.clone();
+            self.state.borrow_mut().release_waiters.push(waker);
+        }
+    }
+
     /// Copies the reactor's counters into `m`.
     pub(crate) fn fill_metrics(&self, m: &mut crate::RuntimeMetrics) {
         let state = self.state.borrow();
@@ -487,6 +531,7 @@ impl Reactor {
         m.epoll_ctl_del = c.ctl_del;
         m.read_would_block = c.would_block[Direction::Read as usize];
         m.write_would_block = c.would_block[Direction::Write as usize];
+        m.fd_release_waits = c.fd_release_waits;
     }
 
     /// Number of live registrations (for tests).

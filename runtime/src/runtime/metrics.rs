@@ -91,6 +91,10 @@ pub struct RuntimeMetrics {
     /// Writes (and sends, and connects) that returned `WouldBlock`, counted like
     /// [`read_would_block`](Self::read_would_block).
     pub write_would_block: u64,
+    /// Pauses in [`wait_for_fd_release`](crate::wait_for_fd_release): each time an
+    /// `accept` of `edgeloop-net` found the process out of file descriptors (or
+    /// memory) and waited instead of spinning.
+    pub fd_release_waits: u64,
 
     // The loop.
     /// Times the loop's thread woke from a sleeping `epoll_wait` and found nothing to
@@ -146,7 +150,8 @@ impl std::fmt::Display for RuntimeMetrics {
              blocking_threads={} blocking_queue={} spawned_tasks={} completed_tasks={} \
              panicked_tasks={} aborted_tasks={} polls={} budget_yields={} epoll_waits={} \
              io_events={} epoll_ctl_add={} epoll_ctl_mod={} epoll_ctl_del={} \
-             read_would_block={} write_would_block={} empty_wakeups={} remote_wakes={} \
+             read_would_block={} write_would_block={} fd_release_waits={} empty_wakeups={} \
+             remote_wakes={} \
              remote_jobs={} timers_armed={} timers_fired={} timers_cancelled={} \
              events_per_wait=[",
             self.live_tasks,
@@ -168,6 +173,7 @@ impl std::fmt::Display for RuntimeMetrics {
             self.epoll_ctl_del,
             self.read_would_block,
             self.write_would_block,
+            self.fd_release_waits,
             self.empty_wakeups,
             self.remote_wakes,
             self.remote_jobs,
@@ -269,7 +275,7 @@ mod tests {
         let line = m.to_string();
         assert!(line.contains(" epoll_ctl_mod=7 "), "{line}");
         assert!(line.ends_with("events_per_wait=[0:3 8:2]"), "{line}");
-        assert_eq!(line.matches('=').count(), 26, "{line}");
+        assert_eq!(line.matches('=').count(), 27, "{line}");
     }
 
     #[test]
