@@ -17,6 +17,7 @@ mod task;
 pub(crate) mod waker;
 
 pub use join_handle::{JoinError, JoinHandle};
+pub(crate) use task::Outcome;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use task::{Outcome, RunnableRef};
+use task::RunnableRef;
 use waker::{Inbox, TaskId, TaskWaker};
 
 /// What to do with a task's panic that nobody will see (its `JoinHandle` was
@@ -70,6 +71,10 @@ pub(crate) struct Executor {
     shutting_down: Cell<bool>,
     /// Totals for [`RuntimeMetrics`](crate::RuntimeMetrics).
     counters: Counters,
+    /// How the task being polled says it ended, if it hands its outcome over itself
+    /// (a `Handle::spawn` task catches its own panic and abort, so to the cell it
+    /// looks completed): see [`Executor::override_outcome`].
+    outcome_override: Cell<Option<Outcome>>,
     /// What to do with a panic nobody will see.
     pub(crate) panic_policy: UnhandledPanic,
     /// The first such panic under `ShutdownRuntime`, for `block_on` to raise.
@@ -206,6 +211,7 @@ impl Executor {
             inbox,
             shutting_down: Cell::new(false),
             counters: Counters::default(),
+            outcome_override: Cell::new(None),
             panic_policy,
             unhandled_panic: RefCell::new(None),
             slow_poll,
@@ -317,6 +323,8 @@ impl Executor {
             let _budget = crate::coop::start_poll();
             future.as_ref().run(&mut cx)
         };
+        // Taken after every poll, so a stale value never reaches another task.
+        let outcome = outcome.map(|o| self.outcome_override.take().unwrap_or(o));
         if let Some(started) = started {
             self.check_slow_poll(id, started.elapsed());
         }
@@ -424,6 +432,12 @@ impl Executor {
     /// The panic that ends `block_on` under `UnhandledPanic::ShutdownRuntime`.
     pub(crate) fn take_unhandled_panic(&self) -> Option<Box<dyn std::any::Any + Send>> {
         self.unhandled_panic.borrow_mut().take()
+    }
+
+    /// Makes the task being polled, which is finishing, count as `outcome` rather
+    /// than as what its cell saw (for tasks that catch their own panic or abort).
+    pub(crate) fn override_outcome(&self, outcome: Outcome) {
+        self.outcome_override.set(Some(outcome));
     }
 
     /// Counts an operation that yielded because its task's budget was spent.

@@ -219,6 +219,13 @@ impl Inbox {
         jobs.append(&mut state.jobs);
     }
 
+    /// Whether a notification was sent that the loop has not drained yet (for
+    /// tests).
+    #[cfg(test)]
+    pub(crate) fn is_notified(&self) -> bool {
+        self.lock().notified
+    }
+
     /// Closes the eventfd; later pushes are dropped. Jobs still queued are dropped
     /// here, outside the lock (their destructors report "cancelled").
     pub(crate) fn close(&self) {

@@ -16,8 +16,8 @@ use std::task::{Context, Poll, Waker};
 use pin_project_lite::pin_project;
 
 use crate::blocking::BlockingPool;
-use crate::executor::JoinError;
 use crate::executor::waker::{Inbox, Job};
+use crate::executor::{JoinError, Outcome};
 use crate::runtime::RuntimeMetrics;
 use crate::runtime::metrics::Published;
 
@@ -128,14 +128,19 @@ impl Handle {
 impl Handle {
     /// A snapshot of the runtime's counters (see [`RuntimeMetrics`]), from any thread.
     ///
-    /// On the runtime's own thread, inside its `block_on`, this reads the counters
-    /// directly, like [`Runtime::metrics`](crate::Runtime::metrics). On another
-    /// thread it asks the runtime's thread for a snapshot (a job in its inbox, like
-    /// [`spawn`](Self::spawn)) and blocks until the next turn of its loop publishes
-    /// one; if a task is blocking that thread, this waits as long. When no
-    /// `block_on` is driving the runtime, it returns at once with the snapshot taken
-    /// when the last one returned (all zeros before the first; the final counts
-    /// after the runtime shut down).
+    /// - On the runtime's own thread, inside its `block_on`, it reads the counters
+    ///   directly, like [`Runtime::metrics`](crate::Runtime::metrics).
+    /// - On a thread that runs no runtime (a plain thread, a
+    ///   [`spawn_blocking`](crate::spawn_blocking) job), it asks the runtime's thread
+    ///   for a snapshot (a job in its inbox, like [`spawn`](Self::spawn)) and blocks
+    ///   until the next turn of its loop publishes one; if a task is blocking that
+    ///   thread, this waits as long.
+    /// - Inside another runtime it does not wait (two runtimes asking each other
+    ///   would wait for ever): it returns the latest snapshot published, which may be
+    ///   old. For a fresh one from there, call it in `spawn_blocking`.
+    /// - When no `block_on` is driving the runtime, it returns at once with the
+    ///   snapshot taken when the last one returned (all zeros before the first; the
+    ///   final counts once the runtime has shut down).
     ///
     /// # Examples
     ///
@@ -154,8 +159,11 @@ impl Handle {
     pub fn metrics(&self) -> RuntimeMetrics {
         let here =
             crate::context::with_core(|core| (core.id == self.runtime_id).then(|| core.metrics()));
-        if let Some(Some(metrics)) = here {
-            return metrics;
+        match here {
+            Some(Some(metrics)) => return metrics,
+            // Another runtime runs on this thread: waiting could deadlock it.
+            Some(None) => return self.published.latest(),
+            None => {}
         }
         self.published.fetch(|| {
             let job: Job = Box::new(|| {
@@ -240,6 +248,12 @@ pin_project! {
     }
 }
 
+/// Tells the runtime how this remote task ended: it catches its own panic and
+/// abort, so its cell sees it complete either way.
+fn report_outcome(outcome: Outcome) {
+    crate::context::with_core(|core| core.executor.override_outcome(outcome));
+}
+
 impl<F: Future> Future for RemoteTask<F> {
     type Output = ();
 
@@ -261,10 +275,12 @@ impl<F: Future> Future for RemoteTask<F> {
         };
         if cancel {
             let dropped = catch_unwind(AssertUnwindSafe(|| this.future.set(None)));
-            this.state.complete(Err(match dropped {
-                Ok(()) => JoinError::cancelled(),
-                Err(payload) => JoinError::panic(payload),
-            }));
+            let (error, outcome) = match dropped {
+                Ok(()) => (JoinError::cancelled(), Outcome::Aborted),
+                Err(payload) => (JoinError::panic(payload), Outcome::Panicked),
+            };
+            report_outcome(outcome);
+            this.state.complete(Err(error));
             return Poll::Ready(());
         }
         let Some(future) = this.future.as_mut().as_pin_mut() else {
@@ -273,7 +289,10 @@ impl<F: Future> Future for RemoteTask<F> {
         let result = match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(output)) => Ok(output),
-            Err(payload) => Err(JoinError::panic(payload)),
+            Err(payload) => {
+                report_outcome(Outcome::Panicked);
+                Err(JoinError::panic(payload))
+            }
         };
         let _ = catch_unwind(AssertUnwindSafe(|| this.future.set(None)));
         this.state.complete(result);

@@ -8,8 +8,10 @@
 //!
 //! Another thread cannot read those cells. It asks the runtime's thread for a
 //! snapshot instead: a job in the inbox (the same line as a cross-thread wake) that
-//! copies the counters into [`Published`] and signals its condvar. The runtime's
-//! loop pays nothing for this until someone asks.
+//! copies the counters into [`Published`] and signals its condvar. The loop's turns
+//! pay nothing for this until someone asks; each `block_on` takes the (uncontended)
+//! lock once on entry and publishes a snapshot when it returns, and so does the
+//! runtime's shutdown.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -99,10 +101,13 @@ pub struct RuntimeMetrics {
     // The loop.
     /// Times the loop's thread woke from a sleeping `epoll_wait` and found nothing to
     /// do: no I/O event, no cross-thread wake or job, no timer due. A high count
-    /// means wasted wakeups.
+    /// means wasted wakeups. Signals that interrupt the wait (`EINTR`) count here,
+    /// and so does the notification the blocking pool sends when its last running
+    /// job ends, if the loop had already seen that job's result.
     pub empty_wakeups: u64,
-    /// Task wakes that came from other threads (through the inbox: wakers used on
-    /// another thread, blocking jobs finishing).
+    /// Task wakes that came through the inbox: wakers used on other threads
+    /// (blocking jobs finishing among them), and wakes made on the runtime's thread
+    /// while no `block_on` was running.
     pub remote_wakes: u64,
     /// Jobs that came from other threads ([`Handle::spawn`](crate::Handle::spawn),
     /// [`Handle::metrics`](crate::Handle::metrics)).
@@ -234,6 +239,11 @@ impl Published {
     /// Records that a `block_on` started driving the runtime.
     pub(crate) fn set_running(&self) {
         self.lock().running = true;
+    }
+
+    /// The latest snapshot published, without asking for a new one.
+    pub(crate) fn latest(&self) -> RuntimeMetrics {
+        self.lock().snapshot
     }
 
     /// A fresh snapshot: `ask` sends the runtime's thread a request to publish one

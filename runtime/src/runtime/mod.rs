@@ -164,6 +164,8 @@ impl Core {
         self.reactor.shutdown();
         self.executor.inbox().close();
         self.blocking.shutdown(deadline);
+        // The final counts, for handles that outlive the runtime.
+        self.publish_metrics(false);
         task_panic
     }
 }
@@ -178,8 +180,10 @@ struct Enter {
 
 impl Enter {
     fn new(core: Rc<Core>) -> Self {
-        core.published.set_running();
+        let published = core.published.clone();
         context::enter(core);
+        // Only once entered: were `enter` to panic, `Drop` would not run to undo it.
+        published.set_running();
         // Best effort: where prctl is refused, timers are merely up to 50 µs later.
         let saved_slack = prctl::timer_slack()
             .ok()

@@ -776,8 +776,14 @@ fn a_notification_with_nothing_in_the_inbox_is_an_empty_wakeup() {
                 thread::spawn(move || {
                     // A bare notification: the loop wakes and finds nothing.
                     inbox.notify();
-                    thread::sleep(Duration::from_millis(30));
-                    // Then a real wake, from this thread.
+                    // Once the loop has drained it (a wake before that would ride
+                    // on the same notification)...
+                    let start = std::time::Instant::now();
+                    while inbox.is_notified() {
+                        assert!(start.elapsed() < TIMEOUT, "the loop never drained");
+                        thread::yield_now();
+                    }
+                    // ...a real wake, from this thread.
                     waker.wake();
                 });
                 Poll::Pending
@@ -827,6 +833,96 @@ fn handle_metrics_answers_from_other_threads_and_between_block_ons() {
             assert_eq!(after.spawned_tasks, 4, "the final counts: {after:?}");
         },
     );
+}
+
+#[test]
+fn handle_metrics_after_the_runtime_is_dropped_shows_its_final_state() {
+    bounded(
+        "handle_metrics_after_the_runtime_is_dropped_shows_its_final_state",
+        || {
+            let rt = Runtime::new().expect("runtime");
+            let handle = rt.handle();
+            rt.block_on(async {
+                let (a, _b) = socket_pair().expect("socket pair");
+                let held = AsyncFd::new(a).expect("register");
+                // Left pending when `block_on` returns, holding its registration.
+                drop(spawn(async move {
+                    let _held = held;
+                    pending::<()>().await;
+                }));
+                yield_now().await;
+            });
+            let running = handle.metrics();
+            assert_eq!((running.live_tasks, running.registered_fds), (1, 1));
+            drop(rt);
+            let m = handle.metrics();
+            assert_eq!(
+                (m.live_tasks, m.registered_fds, m.epoll_ctl_del),
+                (0, 0, 1),
+                "after the drop: {m}"
+            );
+        },
+    );
+}
+
+#[test]
+fn handle_metrics_inside_another_runtime_does_not_wait() {
+    bounded(
+        "handle_metrics_inside_another_runtime_does_not_wait",
+        || {
+            /// Asks runtime A for its metrics when dropped.
+            struct AskOnDrop(Handle, Rc<Cell<Option<RuntimeMetrics>>>);
+            impl Drop for AskOnDrop {
+                fn drop(&mut self) {
+                    self.1.set(Some(self.0.metrics()));
+                }
+            }
+            let a = Runtime::new().expect("runtime A");
+            let handle_a = a.handle();
+            let asked = Rc::new(Cell::new(None));
+            let got = asked.clone();
+            a.block_on(async move {
+                spawn(async {}).await.expect("a task of A");
+                // Runtime B, dropped inside A's `block_on`: its task's destructor runs
+                // with B current, on the thread that drives A. Waiting there for A's
+                // loop would wait for ever.
+                let b = Runtime::new().expect("runtime B");
+                let guard = AskOnDrop(handle_a, got);
+                drop(b.spawn(async move {
+                    let _guard = guard;
+                    pending::<()>().await;
+                }));
+                drop(b);
+            });
+            let m = asked.take().expect("the destructor ran");
+            // The latest published snapshot: A's, taken before its block_on (none yet).
+            assert_eq!(m, RuntimeMetrics::default(), "{m}");
+        },
+    );
+}
+
+#[test]
+fn remote_tasks_count_their_panics_and_aborts() {
+    bounded("remote_tasks_count_their_panics_and_aborts", || {
+        let rt = Runtime::new().expect("runtime");
+        let handle = rt.handle();
+        let ok = handle.spawn(async { 1 });
+        let failed = handle.spawn(async { explode("remote") });
+        let stuck = handle.spawn(pending::<u32>());
+        rt.block_on(async {
+            assert_eq!(ok.await.expect("completes"), 1);
+            assert!(failed.await.expect_err("panics").is_panic());
+            yield_now().await; // the stuck task has started
+            stuck.abort();
+            assert!(stuck.await.expect_err("aborted").is_cancelled());
+        });
+        let m = rt.metrics();
+        assert_eq!(
+            (m.completed_tasks, m.panicked_tasks, m.aborted_tasks),
+            (1, 1, 1),
+            "{m}"
+        );
+    });
 }
 
 // ---------------------------------------------------------------------------------
