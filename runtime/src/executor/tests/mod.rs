@@ -65,6 +65,7 @@ fn open_fds() -> io::Result<usize> {
 
 mod join;
 mod lifecycle;
+mod model;
 mod order;
 mod policy;
 mod waking;
