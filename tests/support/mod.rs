@@ -598,3 +598,73 @@ fn build_example(name: &str) -> io::Result<std::path::PathBuf> {
     }
     Ok(path)
 }
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (never lowers it);
+/// returns `(soft, hard)` as they are afterwards.
+pub fn raise_fd_limit() -> io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable `struct rlimit` that outlives the call;
+    // `getrlimit` only fills it in.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: `limit` is a valid `struct rlimit` that outlives the call, with the
+        // soft limit equal to the hard one, which an unprivileged process may set.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((limit.rlim_cur, limit.rlim_max))
+}
+
+/// A `kB` line of `/proc/self/status` (`VmRSS`, `VmHWM`, ...), in KiB.
+pub fn proc_status_kib(field: &str) -> io::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .ok_or_else(|| io::Error::other(format!("no `{field}:` line in /proc/self/status")))?;
+    let number = line.trim().trim_end_matches("kB").trim();
+    number.parse().map_err(|e| {
+        io::Error::other(format!(
+            "`{field}:{line}` in /proc/self/status is not a size: {e}"
+        ))
+    })
+}
+
+/// Resets this process's peak RSS (`VmHWM`) to its current RSS, by writing `5` to
+/// `/proc/self/clear_refs` (Linux 4.0 and later).
+pub fn reset_peak_rss() -> io::Result<()> {
+    std::fs::write("/proc/self/clear_refs", "5")
+}
+
+/// CPU time (user and system) used so far by `thread`, read from another thread
+/// through its CPU-time clock. `thread` must not have been joined yet.
+pub fn thread_cpu_time<T>(thread: &thread::JoinHandle<T>) -> io::Result<Duration> {
+    use std::os::unix::thread::JoinHandleExt;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: the `pthread_t` comes from a `JoinHandle` that is borrowed, so the
+    // thread has not been joined or detached and its id is valid; `clock` is a valid,
+    // writable `clockid_t`.
+    let rc = unsafe { libc::pthread_getcpuclockid(thread.as_pthread_t(), &raw mut clock) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable `struct timespec`; an unknown clock gives
+    // EINVAL, nothing worse.
+    if unsafe { libc::clock_gettime(clock, &raw mut now) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    let secs = u64::try_from(now.tv_sec).map_err(io::Error::other)?;
+    let nanos = u32::try_from(now.tv_nsec).map_err(io::Error::other)?;
+    Ok(Duration::new(secs, nanos))
+}
