@@ -4,6 +4,7 @@
 
 use std::any::Any;
 use std::io::{self, Read};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::panic::resume_unwind;
 use std::process::{Command, Stdio};
@@ -15,7 +16,12 @@ use std::thread;
 use std::time::Duration;
 
 /// Upper bound for anything that could hang.
-pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
+///
+/// Under Miri it is 60 times longer: Miri's clock (virtual by default) advances 5 µs
+/// for each basic block it interprets, so 10 s pass after a few million of them,
+/// well within the normal work of some tests. A true deadlock still fails at once:
+/// when every thread is blocked, Miri moves its clock to the next timeout.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(if cfg!(miri) { 600 } else { 10 });
 
 /// Set in a child process that re-runs one test alone (see [`rerun_in_own_process`]).
 pub(crate) const OWN_PROCESS_ENV: &str = "EDGELOOP_FD_CHILD";
@@ -141,6 +147,7 @@ pub(crate) fn counting_waker() -> (Arc<WakeCounter>, Waker) {
 /// A non-blocking `a` and a blocking `b`, connected.
 pub(crate) fn socket_pair() -> io::Result<(UnixStream, UnixStream)> {
     let (a, b) = UnixStream::pair()?;
-    a.set_nonblocking(true)?;
+    // Through fcntl, not `set_nonblocking` (ioctl FIONBIO): Miri supports only the former.
+    crate::sys::fcntl::set_nonblocking(a.as_fd())?;
     Ok((a, b))
 }

@@ -120,7 +120,9 @@ fn tasks_spawned_in_one_block_on_keep_their_state_and_run_in_the_next() {
                     "opened"
                 });
                 let sleeper = spawn(async {
-                    sleep(Duration::from_millis(1)).await;
+                    // Under Miri, whose clock advances 5 µs per interpreted basic
+                    // block, 1 ms passes before this `block_on` returns.
+                    sleep(Duration::from_millis(if cfg!(miri) { 10_000 } else { 1 })).await;
                     "slept"
                 });
                 yield_now().await; // both have started and now wait
@@ -585,6 +587,7 @@ fn handle_spawn_blocking_from_another_thread_gives_results_and_panics() {
 // ---------------------------------------------------------------------------------
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn metrics_follow_a_scripted_workload() {
     bounded("metrics_follow_a_scripted_workload", || {
         let rt = Runtime::new().expect("runtime");
@@ -789,8 +792,14 @@ fn a_notification_with_nothing_in_the_inbox_is_an_empty_wakeup() {
                 Poll::Pending
             }));
             let m = rt.metrics();
-            assert_eq!((m.empty_wakeups, m.remote_wakes), (1, 1), "{m:?}");
-            assert_eq!(m.epoll_waits, 2, "{m:?}");
+            assert_eq!(m.empty_wakeups, 1, "{m:?}");
+            // The wake flips the future's flag before its inbox push: the loop may
+            // see the flag at the top of its next turn and return before the push
+            // arrives (no second wait, no remote wake counted), or wait and drain it.
+            assert!(
+                matches!((m.epoll_waits, m.remote_wakes), (1, 0) | (2, 1)),
+                "{m:?}"
+            );
         },
     );
 }
@@ -836,6 +845,7 @@ fn handle_metrics_answers_from_other_threads_and_between_block_ons() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn handle_metrics_after_the_runtime_is_dropped_shows_its_final_state() {
     bounded(
         "handle_metrics_after_the_runtime_is_dropped_shows_its_final_state",
@@ -1000,6 +1010,7 @@ fn start_paused_makes_an_hour_long_sleep_complete_at_once() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn max_io_events_per_tick_of_one_still_delivers_every_event() {
     bounded(
         "max_io_events_per_tick_of_one_still_delivers_every_event",
@@ -1062,6 +1073,7 @@ fn max_io_events_per_tick_of_one_still_delivers_every_event() {
 /// (untouched, so it costs no memory), and a refused allocation would abort the
 /// process.
 #[test]
+#[cfg_attr(miri, ignore = "spawns a child process")]
 fn max_io_events_per_tick_above_the_kernel_limit_still_runs() -> io::Result<()> {
     const NAME: &str = "max_io_events_per_tick_above_the_kernel_limit_still_runs";
     if std::env::var_os(OWN_PROCESS_ENV).is_none() {

@@ -121,6 +121,7 @@ fn signal_refuses_sigkill_inside_a_runtime() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs sigaction and EPOLLONESHOT, which Miri lacks")]
 fn deliveries_between_polls_are_coalesced() -> io::Result<()> {
     bounded("deliveries_between_polls_are_coalesced", || {
         block_on(async {
@@ -153,6 +154,7 @@ fn deliveries_between_polls_are_coalesced() -> io::Result<()> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs sigaction and EPOLLONESHOT, which Miri lacks")]
 fn raise_wakes_a_pending_recv() -> io::Result<()> {
     bounded("raise_wakes_a_pending_recv", || {
         block_on(async {
@@ -170,6 +172,7 @@ fn raise_wakes_a_pending_recv() -> io::Result<()> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs sigaction and EPOLLONESHOT, which Miri lacks")]
 fn driver_leaves_the_thread_set_with_its_runtime() -> io::Result<()> {
     bounded("driver_leaves_the_thread_set_with_its_runtime", || {
         let first = block_on(async {
@@ -195,6 +198,7 @@ fn driver_leaves_the_thread_set_with_its_runtime() -> io::Result<()> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs sigaction and EPOLLONESHOT, which Miri lacks")]
 fn dropped_listeners_are_pruned() -> io::Result<()> {
     block_on(async {
         let kind = own_signal(4);
@@ -257,6 +261,7 @@ fn open_fds() -> io::Result<usize> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs sigaction and EPOLLONESHOT, which Miri lacks")]
 fn one_delivery_wakes_listeners_in_runtimes_on_two_threads() -> io::Result<()> {
     bounded(
         "one_delivery_wakes_listeners_in_runtimes_on_two_threads",

@@ -75,7 +75,9 @@ pub(crate) fn epoll_ctl(
 }
 
 /// Set once `epoll_pwait2` answered `ENOSYS`: the kernel lacks it, so stop asking.
-static NO_PWAIT2: AtomicBool = AtomicBool::new(false);
+/// (Set from the start under Miri, which stops at an unknown syscall number instead
+/// of returning `ENOSYS`.)
+static NO_PWAIT2: AtomicBool = AtomicBool::new(cfg!(miri));
 
 /// Waits for events into `out`'s spare capacity; `None` waits forever.
 ///

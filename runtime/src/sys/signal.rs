@@ -154,6 +154,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs sigemptyset and sigaction, which Miri lacks")]
     fn handler_counts_each_raise() -> io::Result<()> {
         let signum = own_signal();
         sigaction(signum)?;
@@ -170,6 +171,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs sigemptyset and sigaction, which Miri lacks")]
     fn handler_leaves_errno_untouched() -> io::Result<()> {
         let signum = own_signal() - 1;
         sigaction(signum)?;
@@ -199,6 +201,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs sigemptyset and sigaction, which Miri lacks")]
     fn sigaction_refuses_sigkill() {
         let err = sigaction(libc::SIGKILL).expect_err("SIGKILL cannot be caught");
         assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "got {err:?}");

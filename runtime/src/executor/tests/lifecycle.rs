@@ -235,6 +235,7 @@ fn repeated_block_on_leaks_no_fd() -> io::Result<()> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs prctl(PR_SET_TIMERSLACK), which Miri lacks")]
 fn block_on_tightens_timer_slack_and_restores_it() -> io::Result<()> {
     bounded("block_on_tightens_timer_slack_and_restores_it", || {
         use crate::sys::prctl;

@@ -63,6 +63,7 @@ fn readiness_of_covers_every_flag_combination() {
 // ---------------------------------------------------------------------------------
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn fresh_registration_is_ready_both_ways_and_unarmed() -> io::Result<()> {
     bounded("fresh_registration_is_ready_both_ways_and_unarmed", || {
         block_on(async {
@@ -86,6 +87,7 @@ fn fresh_registration_is_ready_both_ways_and_unarmed() -> io::Result<()> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn no_event_after_a_fire_until_rearmed() -> io::Result<()> {
     bounded("no_event_after_a_fire_until_rearmed", || {
         block_on(async {
@@ -141,6 +143,7 @@ fn no_event_after_a_fire_until_rearmed() -> io::Result<()> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn rearm_with_data_already_there_fires_on_next_turn() -> io::Result<()> {
     bounded("rearm_with_data_already_there_fires_on_next_turn", || {
         block_on(async {
@@ -165,6 +168,7 @@ fn rearm_with_data_already_there_fires_on_next_turn() -> io::Result<()> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn wake_fires_exactly_once_per_readiness() -> io::Result<()> {
     bounded("wake_fires_exactly_once_per_readiness", || {
         block_on(async {
@@ -190,6 +194,7 @@ fn wake_fires_exactly_once_per_readiness() -> io::Result<()> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn every_waiting_reader_is_woken_once() -> io::Result<()> {
     bounded("every_waiting_reader_is_woken_once", || {
         block_on(async {
@@ -234,6 +239,7 @@ fn every_waiting_reader_is_woken_once() -> io::Result<()> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn reader_and_writer_on_one_fd_are_both_woken() -> io::Result<()> {
     bounded("reader_and_writer_on_one_fd_are_both_woken", || {
         block_on(async {
@@ -302,6 +308,7 @@ fn reader_and_writer_on_one_fd_are_both_woken() -> io::Result<()> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn writer_woken_first_leaves_the_reader_armed() -> io::Result<()> {
     bounded("writer_woken_first_leaves_the_reader_armed", || {
         block_on(async {
@@ -351,6 +358,7 @@ fn writer_woken_first_leaves_the_reader_armed() -> io::Result<()> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn reader_wakes_with_eof_when_peer_is_dropped() -> io::Result<()> {
     bounded("reader_wakes_with_eof_when_peer_is_dropped", || {
         block_on(async {
@@ -382,6 +390,7 @@ fn reader_wakes_with_eof_when_peer_is_dropped() -> io::Result<()> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn reader_wakes_with_eof_when_peer_shuts_down_writing() -> io::Result<()> {
     bounded("reader_wakes_with_eof_when_peer_shuts_down_writing", || {
         block_on(async {
@@ -411,6 +420,7 @@ fn reader_wakes_with_eof_when_peer_shuts_down_writing() -> io::Result<()> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn writer_blocked_on_a_half_closed_peer_sleeps_instead_of_spinning() -> io::Result<()> {
     bounded(
         "writer_blocked_on_a_half_closed_peer_sleeps_instead_of_spinning",

@@ -7,6 +7,7 @@ use super::*;
 // ---------------------------------------------------------------------------------
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn registrations_return_to_zero_after_drop() -> io::Result<()> {
     bounded("registrations_return_to_zero_after_drop", || {
         block_on(async {
@@ -46,6 +47,7 @@ fn registrations_return_to_zero_after_drop() -> io::Result<()> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn registering_an_fd_twice_fails_without_leaking_a_slot() -> io::Result<()> {
     bounded(
         "registering_an_fd_twice_fails_without_leaking_a_slot",
@@ -71,6 +73,7 @@ fn registering_an_fd_twice_fails_without_leaking_a_slot() -> io::Result<()> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn released_slot_is_reused_under_a_new_generation() -> io::Result<()> {
     bounded("released_slot_is_reused_under_a_new_generation", || {
         block_on(async {
@@ -91,6 +94,7 @@ fn released_slot_is_reused_under_a_new_generation() -> io::Result<()> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn no_event_reaches_the_reactor_after_deregister() -> io::Result<()> {
     bounded("no_event_reaches_the_reactor_after_deregister", || {
         block_on(async {
@@ -208,6 +212,7 @@ fn stale_event_after_fd_reuse_wakes_nobody() -> io::Result<()> {
 // ---------------------------------------------------------------------------------
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn poll_ready_after_runtime_shut_down_reports_it() -> io::Result<()> {
     bounded("poll_ready_after_runtime_shut_down_reports_it", || {
         let (a, _b) = socket_pair()?;
@@ -234,6 +239,7 @@ fn poll_ready_after_runtime_shut_down_reports_it() -> io::Result<()> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn stored_waker_is_dropped_not_woken_at_shutdown() -> io::Result<()> {
     bounded("stored_waker_is_dropped_not_woken_at_shutdown", || {
         let (a, _b) = socket_pair()?;
@@ -271,6 +277,7 @@ fn registration_outside_block_on_panics_with_a_clear_message() -> io::Result<()>
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "needs EPOLLONESHOT, which Miri's epoll lacks")]
 fn try_io_after_runtime_shut_down_reports_it() -> io::Result<()> {
     bounded("try_io_after_runtime_shut_down_reports_it", || {
         let (a, _b) = socket_pair()?;

@@ -382,7 +382,8 @@ fn try_join_next_is_none_until_a_task_has_ended() {
 fn ten_thousand_tasks_are_each_joined_once_and_slots_are_reused() {
     bounded("ten_thousand", || {
         block_on(async {
-            const TOTAL: usize = 10_000;
+            // 10 000 would take many minutes under Miri; 300 still outnumbers LIVE.
+            const TOTAL: usize = if cfg!(miri) { 300 } else { 10_000 };
             const LIVE: usize = 100;
             let mut set = JoinSet::new();
             let mut seen = vec![0u8; TOTAL];
