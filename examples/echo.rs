@@ -282,40 +282,98 @@ fn println_flushed(line: &str) -> io::Result<()> {
     stdout.flush()
 }
 
+thread_local! {
+    /// The one read buffer of this thread's connections: a connection reads into it
+    /// and writes the bytes straight back, so an idle connection holds no buffer.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 16 * 1024]);
+}
+
+/// What one read of a connection came to.
+enum Step {
+    /// Nothing to read after all (readiness was stale): wait again.
+    Again,
+    /// The client closed its side.
+    Eof,
+    /// `n` bytes read; `unsent` of them (copied out of the scratch buffer) did not fit
+    /// in the send buffer and still have to be written.
+    Echoed { n: usize, unsent: Vec<u8> },
+}
+
+/// Reads once into the thread's scratch buffer and writes what it read straight
+/// back, without waiting; bytes the send buffer cannot take are copied out.
+fn read_and_echo(stream: &TcpStream) -> io::Result<Step> {
+    SCRATCH.with_borrow_mut(|buf| {
+        let n = match stream.try_read(buf) {
+            Ok(0) => return Ok(Step::Eof),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Again),
+            Err(e) => return Err(e),
+        };
+        let mut written = 0;
+        while written < n {
+            match stream.try_write(&buf[written..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(k) => written += k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Step::Echoed {
+            n,
+            // Empty (no allocation) unless the client is slow to read.
+            unsent: buf[written..n].to_vec(),
+        })
+    })
+}
+
+/// Echoes `stream` until EOF. Between messages the connection holds no buffer:
+/// it waits for readability, then reads into the thread's scratch buffer and
+/// writes back at once (see [`read_and_echo`]); only bytes the client is slow to
+/// take are kept, in a buffer of their own, until written.
 async fn echo(
     mut stream: TcpStream,
     stats: &Stats,
     idle_timeout: Option<Duration>,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let n = match idle_timeout {
-            None => stream.read(&mut buf).await?,
-            Some(limit) => match time::timeout(limit, stream.read(&mut buf)).await {
-                Ok(read) => read?,
-                Err(_) => {
-                    stats.idle_closed.set(stats.idle_closed.get() + 1);
-                    return Ok(()); // dropping the stream closes it
-                }
-            },
+        let Some(ready) = within(idle_timeout, stream.readable(), stats).await else {
+            return Ok(()); // idle too long: dropping the stream closes it
         };
-        if n == 0 {
-            return stream.shutdown(Shutdown::Write);
+        ready?;
+        let (n, unsent) = match read_and_echo(&stream)? {
+            Step::Again => continue,
+            Step::Eof => return stream.shutdown(Shutdown::Write),
+            Step::Echoed { n, unsent } => (n, unsent),
+        };
+        if !unsent.is_empty() {
+            // A client that stops reading stalls this write: under the idle timeout
+            // too, so it cannot hold its connection (and its `--max-conns` slot) for
+            // ever.
+            let Some(written) = within(idle_timeout, stream.write_all(&unsent), stats).await else {
+                return Ok(());
+            };
+            written?;
         }
-        // A client that stops reading stalls this write: under the idle timeout too,
-        // so it cannot hold its connection (and its `--max-conns` slot) for ever.
-        let written = match idle_timeout {
-            None => stream.write_all(&buf[..n]).await,
-            Some(limit) => match time::timeout(limit, stream.write_all(&buf[..n])).await {
-                Ok(written) => written,
-                Err(_) => {
-                    stats.idle_closed.set(stats.idle_closed.get() + 1);
-                    return Ok(());
-                }
-            },
-        };
-        written?;
         stats.bytes.set(stats.bytes.get() + n as u64);
+    }
+}
+
+/// Runs `fut` under the idle timeout, if any: `None` (and one more connection
+/// counted as idle-closed) if it does not finish in time.
+async fn within<T>(
+    limit: Option<Duration>,
+    fut: impl std::future::Future<Output = T>,
+    stats: &Stats,
+) -> Option<T> {
+    let Some(limit) = limit else {
+        return Some(fut.await);
+    };
+    match time::timeout(limit, fut).await {
+        Ok(output) => Some(output),
+        Err(_) => {
+            stats.idle_closed.set(stats.idle_closed.get() + 1);
+            None
+        }
     }
 }

@@ -76,9 +76,19 @@ fn client(addr: SocketAddr, handle: &Handle) -> io::Result<(RuntimeMetrics, Runt
     Ok((before, after))
 }
 
-/// Runs the echo scenario with a server that reads into a `buffer`-byte buffer;
-/// returns the snapshots around the round trips, and the final metrics.
-fn echo_scenario(buffer: usize) -> (RuntimeMetrics, RuntimeMetrics, RuntimeMetrics) {
+/// How the scenario's server reads and writes.
+#[derive(Clone, Copy)]
+enum Server {
+    /// `read` into a buffer of this many bytes, then `write_all`.
+    Read(usize),
+    /// `readable().await`, then `try_read` into a 16 KiB buffer and `try_write`
+    /// (the echo example's way, which holds no buffer while idle).
+    TryRead,
+}
+
+/// Runs the echo scenario with `server`; returns the snapshots around the round
+/// trips, and the final metrics.
+fn echo_scenario(server: Server) -> (RuntimeMetrics, RuntimeMetrics, RuntimeMetrics) {
     let rt = Runtime::new().expect("runtime");
     let handle = rt.handle();
     let (before, after) = rt
@@ -88,13 +98,31 @@ fn echo_scenario(buffer: usize) -> (RuntimeMetrics, RuntimeMetrics, RuntimeMetri
             let client = spawn_blocking(move || client(addr, &handle));
             let (mut stream, _) = listener.accept().await?;
             let server = spawn(async move {
-                let mut buf = vec![0u8; buffer];
-                loop {
-                    let n = stream.read(&mut buf).await?;
-                    if n == 0 {
-                        return Ok::<(), io::Error>(());
+                match server {
+                    Server::Read(size) => {
+                        let mut buf = vec![0u8; size];
+                        loop {
+                            let n = stream.read(&mut buf).await?;
+                            if n == 0 {
+                                return Ok::<(), io::Error>(());
+                            }
+                            stream.write_all(&buf[..n]).await?;
+                        }
                     }
-                    stream.write_all(&buf[..n]).await?;
+                    Server::TryRead => {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            stream.readable().await?;
+                            let n = match stream.try_read(&mut buf) {
+                                Ok(0) => return Ok(()),
+                                Ok(n) => n,
+                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                                Err(e) => return Err(e),
+                            };
+                            // 64 bytes always fit in the send buffer here.
+                            assert_eq!(stream.try_write(&buf[..n])?, n, "a short write");
+                        }
+                    }
                 }
             });
             let snapshots = joined(client.await)??;
@@ -110,7 +138,7 @@ fn echo_with_the_short_read_rule_costs_one_mod_and_no_eagain_per_round_trip() {
     with_timeout(60, "metrics of 100 echoes, short reads", || {
         // A 16 KiB buffer: every 64-byte read comes back short, which says the
         // socket is drained, so the server never pays a recv that says EAGAIN.
-        let (before, after, end) = echo_scenario(16 * 1024);
+        let (before, after, end) = echo_scenario(Server::Read(16 * 1024));
         let d = delta(&before, &after);
         assert_eq!(
             d,
@@ -165,7 +193,7 @@ fn echo_with_full_reads_pays_one_eagain_read_per_wait() {
         // gets it and the poll goes on; otherwise it says EAGAIN and the task waits.
         // So each wait costs exactly one EAGAIN, one MOD, one event and one poll,
         // and there are at most as many waits as round trips.
-        let (before, after, _) = echo_scenario(MESSAGE);
+        let (before, after, _) = echo_scenario(Server::Read(MESSAGE));
         let d = delta(&before, &after);
         assert!(
             (1..=ROUND_TRIPS).contains(&d.polls),
@@ -180,6 +208,21 @@ fn echo_with_full_reads_pays_one_eagain_read_per_wait() {
             (d.write_would_block, d.empty_wakeups, d.epoll_waits),
             (0, 0, d.polls + 1),
             "{d:?}\n{before}\n{after}"
+        );
+    });
+}
+
+#[test]
+fn echo_with_readable_and_try_read_also_pays_no_eagain() {
+    with_timeout(60, "metrics of 100 echoes, readable + try_read", || {
+        // `try_read` applies the short-read rule too: after a short read the next
+        // `readable` re-arms and waits instead of letting a `try_read` say EAGAIN.
+        let (before, after, _) = echo_scenario(Server::TryRead);
+        let d = delta(&before, &after);
+        assert_eq!(
+            (d.polls, d.io_events, d.epoll_ctl_mod, d.read_would_block),
+            (ROUND_TRIPS, ROUND_TRIPS, ROUND_TRIPS, 0),
+            "{before}\n{after}"
         );
     });
 }

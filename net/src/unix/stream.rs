@@ -239,13 +239,23 @@ impl UnixStream {
 
     /// Reads without waiting: `WouldBlock` if no data is known to be there.
     ///
+    /// A read that fills less than `buf` means the socket is drained: readiness is
+    /// cleared, so the next [`readable`](Self::readable) waits for new data instead
+    /// of the next `try_read` paying a `recv` that says `EAGAIN`.
+    ///
     /// # Errors
     ///
     /// `WouldBlock`, or what `recv` returns.
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.try_io(Direction::Read, |fd| {
+        let n = self.io.try_io(Direction::Read, |fd| {
             retry(|| sys::recv(fd.as_fd(), buf, 0))
-        })
+        })?;
+        if n > 0 && n < buf.len() {
+            // Short read: drained (see `poll_read_priv`); the next `readable`
+            // re-arms instead of the next `try_read` paying an EAGAIN.
+            self.io.clear_ready(Direction::Read);
+        }
+        Ok(n)
     }
 
     /// Writes without waiting: `WouldBlock` if the socket is not known to be writable.
@@ -254,8 +264,14 @@ impl UnixStream {
     ///
     /// `WouldBlock`, or what `send` returns.
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.io
-            .try_io(Direction::Write, |fd| retry(|| sys::send(fd.as_fd(), buf)))
+        let n = self
+            .io
+            .try_io(Direction::Write, |fd| retry(|| sys::send(fd.as_fd(), buf)))?;
+        if n < buf.len() {
+            // Short write: the send buffer is full (see `poll_write_priv`).
+            self.io.clear_ready(Direction::Write);
+        }
+        Ok(n)
     }
 
     /// Waits until the socket may be readable (data, EOF or an error is there).
