@@ -89,7 +89,14 @@ enum Server {
 /// Runs the echo scenario with `server`; returns the snapshots around the round
 /// trips, and the final metrics.
 fn echo_scenario(server: Server) -> (RuntimeMetrics, RuntimeMetrics, RuntimeMetrics) {
-    let rt = Runtime::new().expect("runtime");
+    echo_scenario_on(Runtime::new().expect("runtime"), server)
+}
+
+/// [`echo_scenario`] on `rt`.
+fn echo_scenario_on(
+    rt: Runtime,
+    server: Server,
+) -> (RuntimeMetrics, RuntimeMetrics, RuntimeMetrics) {
     let handle = rt.handle();
     let (before, after) = rt
         .block_on(async move {
@@ -224,6 +231,24 @@ fn echo_with_readable_and_try_read_also_pays_no_eagain() {
             (ROUND_TRIPS, ROUND_TRIPS, ROUND_TRIPS, 0),
             "{before}\n{after}"
         );
+    });
+}
+
+#[test]
+fn echo_without_oneshot_costs_no_mod_at_all() {
+    with_timeout(60, "metrics of 100 echoes, EPOLLET alone", || {
+        let rt = edgeloop::Builder::new_current_thread()
+            .oneshot(false)
+            .build()
+            .expect("runtime");
+        let (before, after, end) = echo_scenario_on(rt, Server::Read(16 * 1024));
+        let d = delta(&before, &after);
+        assert_eq!(
+            (d.polls, d.io_events, d.epoll_ctl_mod, d.read_would_block),
+            (ROUND_TRIPS, ROUND_TRIPS, 0, 0),
+            "{before}\n{after}"
+        );
+        assert_eq!((end.epoll_ctl_add, end.epoll_ctl_mod), (2, 0), "{end}");
     });
 }
 

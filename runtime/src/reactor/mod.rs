@@ -19,11 +19,22 @@
 //! - An event disarms the fd in the kernel. The reactor records readiness, wakes the
 //!   directions that became ready and, if the other direction still has waiters,
 //!   re-arms for it at once.
+//! - With [`Builder::oneshot(false)`](crate::Builder::oneshot) (an experiment that
+//!   measures what ONESHOT costs) an fd is added once with
+//!   `EPOLLET|EPOLLIN|EPOLLOUT|EPOLLRDHUP` and never modified: `armed` is both
+//!   directions for good, so nothing above ever re-arms. The readiness rules are the
+//!   same; an edge for a direction nobody waits on just sets its readiness.
 //! - `EPOLLHUP` and `EPOLLERR` make both directions ready, so each waiter sees EOF or
 //!   the error from its next syscall. `EPOLLRDHUP` (the peer shut down its write side)
 //!   makes only the read direction ready but wakes both: a writer then finds out for
 //!   itself whether it can still write. Were RDHUP to mark writes ready, a writer
 //!   blocked on a full buffer to a half-closed peer would spin.
+//! - Those conditions last: after RDHUP (or HUP) a read gives EOF for good, after
+//!   HUP a write fails for good. So they make their direction ready *for good*
+//!   (`Slot::closed`): clearing it (an `EAGAIN`, a short read that drained the last
+//!   bytes before the EOF) leaves it ready. Without that, a short read that took
+//!   the last data after a FIN already reported would wait for an edge that never
+//!   comes (with ONESHOT it would cost a re-arm that reports the FIN again).
 //! - The token in `epoll_event.u64` is `generation << 32 | slot`. A slot released and
 //!   reused gets a new generation, so an event queued for the old fd wakes nobody.
 //!
@@ -79,7 +90,14 @@ pub(crate) struct Reactor {
     /// Everything mutable. Borrowed only for short, non-reentrant stretches: never
     /// while a waker runs.
     state: RefCell<State>,
+    /// `EPOLLONESHOT` registrations, re-armed per wait (the default), or plain
+    /// `EPOLLET` ones armed for both directions for good.
+    oneshot: bool,
 }
+
+/// `epoll_ctl` flags of a plain edge-triggered registration: both directions, for
+/// good (see [`Builder::oneshot`](crate::Builder::oneshot)).
+const ET_ONLY_FLAGS: u32 = epoll::ET | epoll::IN | epoll::OUT | epoll::RDHUP;
 
 #[derive(Debug)]
 struct State {
@@ -161,6 +179,12 @@ struct Slot {
     /// `READ`/`WRITE` bits: the last event said ready and no syscall has said
     /// `EAGAIN` since.
     ready: u8,
+    /// `READ`/`WRITE` bits that can never become unready again: the peer shut down
+    /// its write side (`EPOLLRDHUP`: reads give EOF for good) or the connection
+    /// hung up (`EPOLLHUP`: both). Clearing readiness leaves them set, so a read
+    /// after EOF never waits for an edge that will not come (and, with ONESHOT,
+    /// costs no re-arm).
+    closed: u8,
     /// `EPOLLIN`/`EPOLLOUT` bits currently armed in the kernel.
     armed: u32,
     /// Tasks waiting to read; emptied (capacity kept) when they are woken.
@@ -193,6 +217,19 @@ fn split_token(token: u64) -> (u32, u32) {
 }
 
 /// Which readiness bits an event's flags set.
+/// Which directions an event's flags close for good (see [`Slot::closed`]).
+/// `EPOLLERR` is not among them: a UDP socket's ICMP error is read and gone.
+fn closed_by(events: u32) -> u8 {
+    let mut closed = 0;
+    if events & (epoll::RDHUP | epoll::HUP) != 0 {
+        closed |= READ;
+    }
+    if events & epoll::HUP != 0 {
+        closed |= WRITE;
+    }
+    closed
+}
+
 fn readiness_of(events: u32) -> u8 {
     let mut ready = 0;
     if events & (epoll::IN | epoll::RDHUP) != 0 {
@@ -218,7 +255,11 @@ impl Reactor {
     /// Creates the epoll instance and adds `notifier` (an eventfd) edge-triggered,
     /// without ONESHOT: it never needs re-arming, each write is one edge.
     /// `max_events` is how many events one `epoll_wait` may return.
-    pub(crate) fn new(notifier: BorrowedFd<'_>, max_events: usize) -> io::Result<Self> {
+    pub(crate) fn new(
+        notifier: BorrowedFd<'_>,
+        max_events: usize,
+        oneshot: bool,
+    ) -> io::Result<Self> {
         let ep = epoll::epoll_create1()?;
         epoll::epoll_ctl(
             ep.as_fd(),
@@ -239,6 +280,7 @@ impl Reactor {
                 release_waiters: Vec::new(),
                 counters: Counters::default(),
             }),
+            oneshot,
         })
     }
 
@@ -280,17 +322,20 @@ impl Reactor {
                 if !slot.in_use || slot.generation != generation {
                     continue; // stale: the fd was deregistered after the event was queued
                 }
-                slot.armed = 0;
+                if self.oneshot {
+                    slot.armed = 0;
+                }
                 turn.io_events += 1;
                 let ready = readiness_of(bits);
                 slot.ready |= ready;
+                slot.closed |= closed_by(bits);
                 if ready & READ != 0 {
                     to_wake.append(&mut slot.readers);
                 }
                 if ready & WRITE != 0 || bits & epoll::RDHUP != 0 {
                     to_wake.append(&mut slot.writers);
                 }
-                let want = slot.wanted();
+                let want = if self.oneshot { slot.wanted() } else { 0 };
                 if want != 0 && rearm(ep.as_fd(), slot, index, want, &mut state.counters).is_err() {
                     // The remaining waiter cannot be armed for: wake it anyway, so its
                     // own syscall (or its next poll_ready) reports the error instead
@@ -334,11 +379,16 @@ impl Reactor {
         };
         let slot = &mut state.slots[index as usize];
         let generation = slot.generation;
+        let flags = if self.oneshot {
+            BASE_FLAGS | epoll::RDHUP
+        } else {
+            ET_ONLY_FLAGS
+        };
         if let Err(e) = epoll::epoll_ctl(
             ep.as_fd(),
             Op::Add,
             fd.as_raw_fd(),
-            BASE_FLAGS | epoll::RDHUP,
+            flags,
             token(index, generation),
         ) {
             state.free.push(index);
@@ -349,7 +399,13 @@ impl Reactor {
         slot.in_use = true;
         slot.fd = fd.as_raw_fd();
         slot.ready = READ | WRITE;
-        slot.armed = 0;
+        slot.closed = 0;
+        // Without ONESHOT the kernel reports both directions for good: never re-arm.
+        slot.armed = if self.oneshot {
+            0
+        } else {
+            epoll::IN | epoll::OUT
+        };
         Ok(index)
     }
 
@@ -373,6 +429,7 @@ impl Reactor {
             slot.in_use = false;
             slot.generation = slot.generation.wrapping_add(1);
             slot.ready = 0;
+            slot.closed = 0;
             slot.armed = 0;
             state.free.push(index);
             (
@@ -548,6 +605,7 @@ fn clear(state: &mut State, index: u32, dir: Direction) {
             Direction::Read => !READ,
             Direction::Write => !WRITE,
         };
+        slot.ready |= slot.closed;
     }
 }
 

@@ -25,6 +25,7 @@ const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
 pub(crate) struct Config {
     pub(crate) event_interval: usize,
     pub(crate) max_io_events: usize,
+    pub(crate) oneshot: bool,
     pub(crate) max_blocking_threads: usize,
     pub(crate) keep_alive: Duration,
     pub(crate) thread_name: Arc<str>,
@@ -52,6 +53,7 @@ impl Default for Config {
         Config {
             event_interval: DEFAULT_EVENT_INTERVAL,
             max_io_events: DEFAULT_MAX_IO_EVENTS,
+            oneshot: true,
             max_blocking_threads: DEFAULT_MAX_BLOCKING_THREADS,
             keep_alive: DEFAULT_KEEP_ALIVE,
             thread_name: Arc::from("edgeloop-blocking"),
@@ -128,6 +130,25 @@ impl Builder {
     pub fn max_io_events_per_tick(&mut self, n: usize) -> &mut Self {
         assert!(n > 0, "`max_io_events_per_tick` must be at least 1");
         self.config.max_io_events = n.min(MAX_IO_EVENTS);
+        self
+    }
+
+    /// Whether fds are registered with `EPOLLONESHOT` (default `true`, the design's
+    /// rule).
+    ///
+    /// With `true`, each fd is added once with `EPOLLET | EPOLLONESHOT`, and re-armed
+    /// (`EPOLL_CTL_MOD`) each time a task would block on it: an event disarms the
+    /// fd, so the kernel reports nothing the runtime did not ask for. That costs one
+    /// `epoll_ctl` per wait.
+    ///
+    /// With `false` (an experiment, to measure what ONESHOT costs), each fd is added
+    /// once with `EPOLLET | EPOLLIN | EPOLLOUT | EPOLLRDHUP` and never modified: no
+    /// `EPOLL_CTL_MOD` at all, as tokio does, at the price of events for directions
+    /// nobody waits on (a writable edge after every send buffer drain, say). The
+    /// readiness rules are the same either way: a direction is ready from an event
+    /// until an operation says `EAGAIN` (or a stream read comes back short).
+    pub fn oneshot(&mut self, oneshot: bool) -> &mut Self {
+        self.config.oneshot = oneshot;
         self
     }
 
@@ -253,6 +274,7 @@ impl fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("event_interval", &self.config.event_interval)
             .field("max_io_events_per_tick", &self.config.max_io_events)
+            .field("oneshot", &self.config.oneshot)
             .field("max_blocking_threads", &self.config.max_blocking_threads)
             .field("thread_keep_alive", &self.config.keep_alive)
             .field("thread_name", &self.config.thread_name)

@@ -84,7 +84,7 @@ impl Core {
     fn new(config: &Config) -> io::Result<Self> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let notifier = eventfd::eventfd()?;
-        let reactor = Reactor::new(notifier.as_fd(), config.max_io_events)?;
+        let reactor = Reactor::new(notifier.as_fd(), config.max_io_events, config.oneshot)?;
         let timers = Timers::new();
         if config.start_paused {
             timers.pause();
