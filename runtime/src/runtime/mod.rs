@@ -416,8 +416,8 @@ fn run<F: Future>(core: &Core, mut future: std::pin::Pin<&mut F>) -> F::Output {
         {
             core.timers.auto_advance();
         }
-        // Every turn, timers or not: it also brings the wheel's notion of "now" up
-        // to date, against which new sleeps check whether they are over already.
+        // Free without timers (no clock read); a sleep registered into an empty
+        // wheel brings the wheel's "now" up to date itself.
         found_work |= core.timers.fire() > 0;
         if !found_work && timeout != Some(Duration::ZERO) {
             let empty = &core.counters.empty_wakeups;

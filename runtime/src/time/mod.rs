@@ -142,6 +142,13 @@ impl Timers {
         waker: &Waker,
     ) -> Option<TimerKey> {
         let tick = self.tick_ceil(deadline);
+        if self.wheel.borrow().len() == 0 {
+            // `fire` skips an empty wheel (no clock read), so its "now" may be old:
+            // bring it up to date before comparing. Nothing is pending, so nothing
+            // fires.
+            let now = self.tick_floor(self.now());
+            self.wheel.borrow_mut().advance(now, &mut Vec::new());
+        }
         if tick <= self.wheel.borrow().elapsed() {
             return None;
         }
@@ -201,8 +208,13 @@ impl Timers {
             .is_some_and(|tick| tick <= now)
     }
 
-    /// Wakes every timer due by now, in deadline order; returns how many.
+    /// Wakes every timer due by now, in deadline order; returns how many. Without
+    /// pending timers it returns at once, without reading the clock: an I/O-only
+    /// loop pays nothing for time.
     pub(crate) fn fire(&self) -> usize {
+        if self.wheel.borrow().len() == 0 {
+            return 0;
+        }
         let now = self.tick_floor(self.now());
         // Also when nothing is due: moving `elapsed` up is what lets new sleeps
         // decide "over already" without reading the clock.
