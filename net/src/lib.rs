@@ -110,6 +110,7 @@ macro_rules! impl_async_io {
 
 mod accept;
 mod addr;
+mod stream_io;
 #[allow(unsafe_code)] // every libc call of this crate; contract in sys/mod.rs
 mod sys;
 mod tcp;

@@ -1,16 +1,11 @@
-//! [`TcpStream`]: a connected TCP socket with async reads and writes.
-//!
-//! Every operation has the same shape (see `AsyncFd::poll_io`): try the syscall;
-//! on `WouldBlock`, clear that direction and wait for it. A read that returns fewer
-//! bytes than asked for means the socket is drained, so the read direction is
-//! cleared at once: the next read re-arms instead of paying a `recv` that returns
-//! `EAGAIN`. A short write likewise means the send buffer is full.
+//! [`TcpStream`]: a connected TCP socket with async reads and writes (through
+//! `crate::stream_io`, shared with `UnixStream`, which has the readiness rules).
 
 use std::future::poll_fn;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use edgeloop_runtime::{AsyncFd, Direction};
 
@@ -188,15 +183,7 @@ impl TcpStream {
     ///
     /// `WouldBlock`, or what `recv` returns.
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.io.try_io(Direction::Read, |fd| {
-            retry(|| sys::recv(fd.as_fd(), buf, 0))
-        })?;
-        if n > 0 && n < buf.len() {
-            // Short read: drained (see `poll_read_priv`); the next `readable`
-            // re-arms instead of the next `try_read` paying an EAGAIN.
-            self.io.clear_ready(Direction::Read);
-        }
-        Ok(n)
+        crate::stream_io::try_read(&self.io, buf)
     }
 
     /// Writes without waiting: `WouldBlock` if the socket is not known to be writable.
@@ -205,14 +192,7 @@ impl TcpStream {
     ///
     /// `WouldBlock`, or what `send` returns.
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        let n = self
-            .io
-            .try_io(Direction::Write, |fd| retry(|| sys::send(fd.as_fd(), buf)))?;
-        if n < buf.len() {
-            // Short write: the send buffer is full (see `poll_write_priv`).
-            self.io.clear_ready(Direction::Write);
-        }
-        Ok(n)
+        crate::stream_io::try_write(&self.io, buf)
     }
 
     /// Waits until the socket may be readable (data, EOF or an error is there).
@@ -339,18 +319,7 @@ impl TcpStream {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        let n = ready!(self.io.poll_io(Direction::Read, cx, |fd| {
-            retry(|| sys::recv(fd.as_fd(), buf, 0))
-        }))?;
-        if n > 0 && n < buf.len() {
-            // Short read: the socket is drained. Clearing now makes the next read
-            // re-arm at once instead of paying a recv that says EAGAIN.
-            self.io.clear_ready(Direction::Read);
-        }
-        Poll::Ready(Ok(n))
+        crate::stream_io::poll_read(&self.io, cx, buf)
     }
 
     /// `send` from `buf`, waiting while the send buffer is full.
@@ -359,18 +328,7 @@ impl TcpStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        let n = ready!(self.io.poll_io(Direction::Write, cx, |fd| {
-            retry(|| sys::send(fd.as_fd(), buf))
-        }))?;
-        if n < buf.len() {
-            // Short write: the send buffer is full; wait for room instead of paying
-            // a send that says EAGAIN.
-            self.io.clear_ready(Direction::Write);
-        }
-        Poll::Ready(Ok(n))
+        crate::stream_io::poll_write(&self.io, cx, buf)
     }
 
     /// Writes all of `buf`.

@@ -1,11 +1,8 @@
 //! [`UnixStream`]: a connected Unix-domain stream socket with async reads and writes.
 //!
-//! Every operation has the same shape (see `AsyncFd::poll_io`): try the syscall;
-//! on `WouldBlock`, clear that direction and wait for it. A read that returns fewer
-//! bytes than asked for means the receive queue is drained (a Unix stream `recv`
-//! copies from every queued buffer until `buf` is full), so the read direction is
-//! cleared at once: the next read re-arms instead of paying a `recv` that returns
-//! `EAGAIN`. A short write likewise means the send buffer is full.
+//! Reads and writes go through `crate::stream_io`, shared with `TcpStream`, which
+//! has the readiness rules; its short-read rule holds here too (a Unix stream
+//! `recv` copies from every queued buffer until `buf` is full).
 //!
 //! Connecting differs from TCP: a non-blocking Unix `connect` never says
 //! `EINPROGRESS`; it either succeeds at once (the connection waits in the
@@ -26,7 +23,7 @@ use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use edgeloop_runtime::{AsyncFd, Direction};
@@ -247,15 +244,7 @@ impl UnixStream {
     ///
     /// `WouldBlock`, or what `recv` returns.
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.io.try_io(Direction::Read, |fd| {
-            retry(|| sys::recv(fd.as_fd(), buf, 0))
-        })?;
-        if n > 0 && n < buf.len() {
-            // Short read: drained (see `poll_read_priv`); the next `readable`
-            // re-arms instead of the next `try_read` paying an EAGAIN.
-            self.io.clear_ready(Direction::Read);
-        }
-        Ok(n)
+        crate::stream_io::try_read(&self.io, buf)
     }
 
     /// Writes without waiting: `WouldBlock` if the socket is not known to be writable.
@@ -264,14 +253,7 @@ impl UnixStream {
     ///
     /// `WouldBlock`, or what `send` returns.
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        let n = self
-            .io
-            .try_io(Direction::Write, |fd| retry(|| sys::send(fd.as_fd(), buf)))?;
-        if n < buf.len() {
-            // Short write: the send buffer is full (see `poll_write_priv`).
-            self.io.clear_ready(Direction::Write);
-        }
-        Ok(n)
+        crate::stream_io::try_write(&self.io, buf)
     }
 
     /// Waits until the socket may be readable (data, EOF or an error is there).
@@ -396,18 +378,7 @@ impl UnixStream {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        let n = ready!(self.io.poll_io(Direction::Read, cx, |fd| {
-            retry(|| sys::recv(fd.as_fd(), buf, 0))
-        }))?;
-        if n > 0 && n < buf.len() {
-            // Short read: the queue is drained. Clearing now makes the next read
-            // re-arm at once instead of paying a recv that says EAGAIN.
-            self.io.clear_ready(Direction::Read);
-        }
-        Poll::Ready(Ok(n))
+        crate::stream_io::poll_read(&self.io, cx, buf)
     }
 
     /// `send` from `buf`, waiting while the send buffer is full.
@@ -416,18 +387,7 @@ impl UnixStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        let n = ready!(self.io.poll_io(Direction::Write, cx, |fd| {
-            retry(|| sys::send(fd.as_fd(), buf))
-        }))?;
-        if n < buf.len() {
-            // Short write: the send buffer is full; wait for room instead of paying
-            // a send that says EAGAIN.
-            self.io.clear_ready(Direction::Write);
-        }
-        Poll::Ready(Ok(n))
+        crate::stream_io::poll_write(&self.io, cx, buf)
     }
 
     /// Writes all of `buf`.
