@@ -136,7 +136,7 @@ trait Micro: Sized {
         F: Future + Send + 'static,
         F::Output: Send + 'static;
 
-    /// The `socket` benchmark: [`socket_ping_pong!`] expanded with this runtime's
+    /// The `socket` benchmark: `socket_ping_pong!` expanded with this runtime's
     /// `UnixStream` and `spawn`; returns the round trips the echoing side counted.
     fn socket_ping_pong(round_trips: u64) -> impl Future<Output = u64>;
 
