@@ -602,6 +602,12 @@ fn build_example(name: &str) -> io::Result<std::path::PathBuf> {
 /// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (never lowers it);
 /// returns `(soft, hard)` as they are afterwards.
 pub fn raise_fd_limit() -> io::Result<(u64, u64)> {
+    set_soft_fd_limit(u64::MAX)
+}
+
+/// Sets this process's soft `RLIMIT_NOFILE` to `soft`, or to the hard limit if that
+/// is lower; returns `(soft, hard)` as they are afterwards.
+pub fn set_soft_fd_limit(soft: u64) -> io::Result<(u64, u64)> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -611,10 +617,11 @@ pub fn raise_fd_limit() -> io::Result<(u64, u64)> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } == -1 {
         return Err(io::Error::last_os_error());
     }
-    if limit.rlim_cur < limit.rlim_max {
-        limit.rlim_cur = limit.rlim_max;
+    let wanted = soft.min(limit.rlim_max);
+    if limit.rlim_cur != wanted {
+        limit.rlim_cur = wanted;
         // SAFETY: `limit` is a valid `struct rlimit` that outlives the call, with the
-        // soft limit equal to the hard one, which an unprivileged process may set.
+        // soft limit at most the hard one, which an unprivileged process may set.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) } == -1 {
             return Err(io::Error::last_os_error());
         }
@@ -655,12 +662,30 @@ pub fn thread_cpu_time<T>(thread: &thread::JoinHandle<T>) -> io::Result<Duration
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
     }
+    cpu_clock_time(clock)
+}
+
+/// The CPU-time clock of the calling thread, for another thread to read with
+/// [`cpu_clock_time`] (reading it opens no file, so it works at the fd limit).
+pub fn current_thread_cpu_clock() -> io::Result<libc::clockid_t> {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: `pthread_self` names the calling thread, alive during the call;
+    // `clock` is a valid, writable `clockid_t`.
+    let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &raw mut clock) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(clock)
+}
+
+/// The time a CPU-time clock shows (the CPU its thread has used so far).
+pub fn cpu_clock_time(clock: libc::clockid_t) -> io::Result<Duration> {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `now` is a valid, writable `struct timespec`; an unknown clock gives
-    // EINVAL, nothing worse.
+    // SAFETY: `now` is a valid, writable `struct timespec`; an unknown clock (its
+    // thread gone) gives EINVAL, nothing worse.
     if unsafe { libc::clock_gettime(clock, &raw mut now) } == -1 {
         return Err(io::Error::last_os_error());
     }

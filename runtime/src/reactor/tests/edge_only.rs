@@ -16,6 +16,25 @@ fn edge_only_runtime() -> Runtime {
         .expect("runtime")
 }
 
+/// A waker and its wake counter.
+type Counted = (Arc<WakeCounter>, Waker);
+
+/// Fills `stream`'s send buffer and drains its receive queue, then makes a reader
+/// and a writer wait on `reg`; returns the bytes the peer must read for room, and
+/// the two waiters.
+fn block_both_ways(
+    reg: &Registration,
+    stream: &UnixStream,
+) -> io::Result<(usize, Counted, Counted)> {
+    let filled = fill_send_buffer(reg, stream)?;
+    assert_eq!(drain_read(reg, stream)?, 0);
+    let (reads, reader) = counting_waker();
+    let (writes, writer) = counting_waker();
+    assert_pending(poll_ready_with(reg, Direction::Read, &reader), "reader");
+    assert_pending(poll_ready_with(reg, Direction::Write, &writer), "writer");
+    Ok((filled, (reads, reader), (writes, writer)))
+}
+
 /// The current runtime's `epoll_ctl` MOD count.
 fn mods(reactor: &Reactor) -> u64 {
     reactor.state.borrow().counters.ctl_mod
@@ -89,12 +108,7 @@ fn a_writer_blocked_on_a_half_closed_peer_sleeps_until_there_is_room() {
             edge_only_runtime().block_on(async {
                 let (a, mut b) = socket_pair()?;
                 let reg = Registration::new(a.as_fd())?;
-                let filled = fill_send_buffer(&reg, &a)?;
-                assert_eq!(drain_read(&reg, &a)?, 0);
-                let (reads, reader) = counting_waker();
-                let (writes, writer) = counting_waker();
-                assert_pending(poll_ready_with(&reg, Direction::Read, &reader), "reader");
-                assert_pending(poll_ready_with(&reg, Direction::Write, &writer), "writer");
+                let (filled, (reads, _reader), (writes, writer)) = block_both_ways(&reg, &a)?;
                 // RDHUP wakes both once; the writer finds the buffer still full.
                 b.shutdown(Shutdown::Write)?;
                 turn_loop(1).await;
@@ -126,12 +140,7 @@ fn a_reader_and_a_writer_are_each_woken_by_their_own_edge() {
             edge_only_runtime().block_on(async {
                 let (a, mut b) = socket_pair()?;
                 let reg = Registration::new(a.as_fd())?;
-                let filled = fill_send_buffer(&reg, &a)?;
-                assert_eq!(drain_read(&reg, &a)?, 0);
-                let (reads, reader) = counting_waker();
-                let (writes, writer) = counting_waker();
-                assert_pending(poll_ready_with(&reg, Direction::Read, &reader), "reader");
-                assert_pending(poll_ready_with(&reg, Direction::Write, &writer), "writer");
+                let (filled, (reads, _reader), (writes, _writer)) = block_both_ways(&reg, &a)?;
                 b.write_all(b"in")?;
                 turn_loop(1).await;
                 assert_eq!((reads.count(), writes.count()), (1, 0), "data in");
