@@ -253,6 +253,98 @@ fn echo_without_oneshot_costs_no_mod_at_all() {
 }
 
 #[test]
+fn an_accepted_connection_is_added_to_epoll_only_when_it_first_waits() {
+    with_timeout(60, "epoll calls per accepted connection", || {
+        let rt = Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let ctl = || {
+                let m = Handle::current().metrics();
+                (
+                    m.epoll_ctl_add,
+                    m.epoll_ctl_mod,
+                    m.epoll_ctl_del,
+                    m.io_events,
+                )
+            };
+
+            // A connection served without waiting: its request is there when it is
+            // read (a loopback write has queued it at the receiver before it
+            // returns, and the client says so before the server reads), and the
+            // answer fits the send buffer. No epoll call at all.
+            let (wrote_tx, wrote_rx) = std::sync::mpsc::channel();
+            let client = spawn_blocking(move || -> io::Result<Vec<u8>> {
+                let mut c = std::net::TcpStream::connect(addr)?;
+                c.set_read_timeout(Some(IO_TIMEOUT))?;
+                c.write_all(b"ping")?;
+                wrote_tx.send(()).expect("the server waits for this");
+                let mut answer = Vec::new();
+                c.read_to_end(&mut answer)?;
+                Ok(answer)
+            });
+            // Accepting may wait for the client (the listener's MOD), not after.
+            let (mut stream, _) = listener.accept().await?;
+            spawn_blocking(move || wrote_rx.recv_timeout(IO_TIMEOUT))
+                .await
+                .expect("no panic")
+                .expect("the client wrote its request");
+            let before = ctl();
+            let mut request = [0u8; 16];
+            let n = stream.read(&mut request).await?;
+            assert_eq!(&request[..n], b"ping");
+            stream.write_all(b"pong").await?;
+            drop(stream);
+            assert_eq!(
+                ctl(),
+                before,
+                "ADD, MOD, DEL for a connection that never waited"
+            );
+            assert_eq!(joined(client.await)??, b"pong");
+
+            // A connection that has to wait: its first wait is the ADD (not an ADD
+            // at accept plus a MOD), each later wait a MOD, the close a DEL.
+            let client = spawn_blocking(move || -> io::Result<()> {
+                let mut c = std::net::TcpStream::connect(addr)?;
+                c.set_read_timeout(Some(IO_TIMEOUT))?;
+                for seed in 0..3 {
+                    let message = pattern(MESSAGE, seed);
+                    c.write_all(&message)?;
+                    let mut echoed = vec![0u8; MESSAGE];
+                    c.read_exact(&mut echoed)?;
+                    assert_eq!(echoed, message);
+                }
+                Ok(())
+            });
+            let (mut stream, _) = listener.accept().await?;
+            let before = ctl();
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = stream.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                stream.write_all(&buf[..n]).await?;
+            }
+            drop(stream);
+            joined(client.await)??;
+            let after = ctl();
+            // Each message is read short, then the stream waits again, and each wait
+            // ends with one event (the listener is not waited on meanwhile). The
+            // first message may be there before the first read (then 3 waits: after
+            // messages 1, 2 and 3) or not (4 waits).
+            let waits = after.3 - before.3;
+            assert!((3..=4).contains(&waits), "{waits} waits");
+            assert_eq!(after.0 - before.0, 1, "one ADD, at the first wait");
+            assert_eq!(after.1 - before.1, waits - 1, "a MOD per later wait");
+            assert_eq!(after.2 - before.2, 1, "one DEL");
+            Ok::<(), io::Error>(())
+        })
+        .expect("accepted connections");
+    });
+}
+
+#[test]
 fn timers_count_armed_fired_and_cancelled_exactly() {
     with_timeout(60, "timer metrics", || {
         let rt = Runtime::new().expect("runtime");

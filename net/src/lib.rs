@@ -15,8 +15,10 @@
 //! - [`lookup_host`]: DNS on the blocking pool.
 //!
 //! Every socket is created `SOCK_NONBLOCK | SOCK_CLOEXEC` and registered once with the
-//! runtime's epoll (`EPOLLET | EPOLLONESHOT`); types are `!Send`, tied to the runtime
-//! that created them:
+//! runtime's epoll (`EPOLLET | EPOLLONESHOT`); streams (TCP and Unix, accepted or
+//! connected) are added to the epoll set only when they first have to wait
+//! ([`AsyncFd::new_deferred`](edgeloop_runtime::AsyncFd::new_deferred)). Types are
+//! `!Send`, tied to the runtime that created them:
 //!
 //! ```compile_fail
 //! fn assert_send<T: Send>() {}

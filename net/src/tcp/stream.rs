@@ -50,8 +50,11 @@ pub struct TcpStream {
 impl TcpStream {
     /// Wraps a connected, non-blocking socket.
     pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<TcpStream> {
+        // Every stream this crate makes is non-blocking already (`SOCK_NONBLOCK`, or
+        // `from_std`'s `set_nonblocking`): no `fcntl`, and no `EPOLL_CTL_ADD` until
+        // the stream first has to wait.
         Ok(TcpStream {
-            io: AsyncFd::new(fd)?,
+            io: AsyncFd::new_deferred(fd)?,
         })
     }
 

@@ -84,8 +84,11 @@ pub struct UnixStream {
 impl UnixStream {
     /// Wraps a connected (or connecting), non-blocking socket.
     pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<UnixStream> {
+        // Every stream this crate makes is non-blocking already (`SOCK_NONBLOCK`, or
+        // `from_std`'s `set_nonblocking`): no `fcntl`, and no `EPOLL_CTL_ADD` until
+        // the stream first has to wait.
         Ok(UnixStream {
-            io: AsyncFd::new(fd)?,
+            io: AsyncFd::new_deferred(fd)?,
         })
     }
 

@@ -84,6 +84,36 @@ impl<T: AsFd> AsyncFd<T> {
         Ok(AsyncFd { registration, io })
     }
 
+    /// Like [`new`](Self::new), for an object that is non-blocking already (a socket
+    /// from `accept4(SOCK_NONBLOCK)`, say), without any syscall: the fd is added to
+    /// the epoll set (`EPOLL_CTL_ADD`, armed for what the task waits for) the first
+    /// time a task has to wait on it. A connection whose data is there when it is
+    /// first read costs no epoll call until it must wait, and one that never waits
+    /// costs neither an ADD nor a DEL. `edgeloop-net` uses it for accepted sockets.
+    ///
+    /// The object must be in non-blocking mode: this does not set `O_NONBLOCK`
+    /// (debug builds check it and panic if not). A blocking object would block the
+    /// whole runtime in its first read or write.
+    ///
+    /// # Errors
+    ///
+    /// If the runtime has shut down. What `epoll_ctl` would refuse (`EPERM` for a
+    /// regular file, say) is reported by the first wait instead of here.
+    ///
+    /// # Panics
+    ///
+    /// If called outside [`block_on`](crate::block_on); in debug builds, if the object
+    /// is not in non-blocking mode.
+    pub fn new_deferred(io: T) -> io::Result<Self> {
+        debug_assert!(
+            crate::sys::fcntl::is_nonblocking(io.as_fd()).unwrap_or(true),
+            "`AsyncFd::new_deferred` needs a non-blocking object; use `AsyncFd::new`, \
+             which sets O_NONBLOCK"
+        );
+        let registration = Registration::new_deferred(io.as_fd())?;
+        Ok(AsyncFd { registration, io })
+    }
+
     /// The registered object.
     pub fn get_ref(&self) -> &T {
         &self.io

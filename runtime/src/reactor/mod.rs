@@ -35,6 +35,12 @@
 //!   bytes before the EOF) leaves it ready. Without that, a short read that took
 //!   the last data after a FIN already reported would wait for an edge that never
 //!   comes (with ONESHOT it would cost a re-arm that reports the FIN again).
+//! - A registration made with [`register_deferred`](Reactor::register_deferred) (what
+//!   [`AsyncFd::new_deferred`](super::AsyncFd::new_deferred) uses, e.g. for accepted
+//!   sockets) takes a slot without any syscall. Its first arm is the
+//!   `EPOLL_CTL_ADD` (with the directions wanted, like a MOD would carry), so a
+//!   connection whose first read finds data costs no epoll call until it has to
+//!   wait, and one that never waits costs none at all (no ADD, no DEL).
 //! - The token in `epoll_event.u64` is `generation << 32 | slot`. A slot released and
 //!   reused gets a new generation, so an event queued for the old fd wakes nobody.
 //!
@@ -174,6 +180,9 @@ struct Slot {
     generation: u32,
     /// Whether a live [`Registration`] owns this slot.
     in_use: bool,
+    /// Whether the fd is in the epoll set (a deferred registration is not until its
+    /// first arm; see [`Reactor::register_deferred`]).
+    added: bool,
     /// The registered fd, for `EPOLL_CTL_MOD`.
     fd: RawFd,
     /// `READ`/`WRITE` bits: the last event said ready and no syscall has said
@@ -336,7 +345,9 @@ impl Reactor {
                     to_wake.append(&mut slot.writers);
                 }
                 let want = if self.oneshot { slot.wanted() } else { 0 };
-                if want != 0 && rearm(ep.as_fd(), slot, index, want, &mut state.counters).is_err() {
+                if want != 0
+                    && arm(ep.as_fd(), slot, index, want, true, &mut state.counters).is_err()
+                {
                     // The remaining waiter cannot be armed for: wake it anyway, so its
                     // own syscall (or its next poll_ready) reports the error instead
                     // of it waiting forever.
@@ -360,25 +371,23 @@ impl Reactor {
     }
 
     /// Adds `fd` to the epoll set; returns its slot index.
-    fn register(&self, fd: BorrowedFd<'_>) -> io::Result<u32> {
+    pub(crate) fn register(&self, fd: BorrowedFd<'_>) -> io::Result<u32> {
         let mut guard = self.state.borrow_mut();
         let state = &mut *guard;
-        let Some(ep) = state.epoll.as_ref() else {
+        if state.epoll.is_none() {
             return Err(shut_down_error());
-        };
-        let index = match state.free.pop() {
-            Some(i) => i,
-            None => {
-                let i = u32::try_from(state.slots.len())
-                    .ok()
-                    .filter(|&i| i < u32::MAX)
-                    .ok_or_else(|| io::Error::other("too many registrations in one reactor"))?;
-                state.slots.push(Slot::default());
-                i
-            }
-        };
-        let slot = &mut state.slots[index as usize];
-        let generation = slot.generation;
+        }
+        let index = take_slot(state)?;
+        let State {
+            epoll,
+            slots,
+            free,
+            live,
+            counters,
+            ..
+        } = state;
+        let ep = epoll.as_ref().ok_or_else(shut_down_error)?;
+        let slot = &mut slots[index as usize];
         let flags = if self.oneshot {
             BASE_FLAGS | epoll::RDHUP
         } else {
@@ -389,14 +398,15 @@ impl Reactor {
             Op::Add,
             fd.as_raw_fd(),
             flags,
-            token(index, generation),
+            token(index, slot.generation),
         ) {
-            state.free.push(index);
+            free.push(index);
             return Err(e);
         }
-        state.counters.ctl_add += 1;
-        state.live += 1;
+        counters.ctl_add += 1;
+        *live += 1;
         slot.in_use = true;
+        slot.added = true;
         slot.fd = fd.as_raw_fd();
         slot.ready = READ | WRITE;
         slot.closed = 0;
@@ -409,13 +419,35 @@ impl Reactor {
         Ok(index)
     }
 
+    /// Takes a slot for `fd` without adding it to the epoll set: the first time a
+    /// task has to wait on it, [`arm`] adds it (`EPOLL_CTL_ADD` instead of the MOD).
+    /// Until then both directions count as ready, so every operation is tried.
+    pub(crate) fn register_deferred(&self, fd: BorrowedFd<'_>) -> io::Result<u32> {
+        let mut guard = self.state.borrow_mut();
+        let state = &mut *guard;
+        if state.epoll.is_none() {
+            return Err(shut_down_error());
+        }
+        let index = take_slot(state)?;
+        let slot = &mut state.slots[index as usize];
+        state.live += 1;
+        slot.in_use = true;
+        slot.added = false;
+        slot.fd = fd.as_raw_fd();
+        slot.ready = READ | WRITE;
+        slot.closed = 0;
+        slot.armed = 0;
+        Ok(index)
+    }
+
     /// Removes the fd from the epoll set (before its owner closes it) and releases the
     /// slot under a new generation.
     fn deregister(&self, index: u32, fd: RawFd) {
         let (readers, writers, release_waiters) = {
             let mut guard = self.state.borrow_mut();
             let state = &mut *guard;
-            if let Some(ep) = state.epoll.as_ref() {
+            let added = state.slots[index as usize].added;
+            if let Some(ep) = state.epoll.as_ref().filter(|_| added) {
                 // Ignored: DEL only fails if the fd is not in the set (EBADF/ENOENT),
                 // and the fd is closed right after, which removes it in any case.
                 let _ = epoll::epoll_ctl(ep.as_fd(), Op::Delete, fd, 0, 0);
@@ -427,6 +459,7 @@ impl Reactor {
             let release_waiters = std::mem::take(&mut state.release_waiters);
             let slot = &mut state.slots[index as usize];
             slot.in_use = false;
+            slot.added = false;
             slot.generation = slot.generation.wrapping_add(1);
             slot.ready = 0;
             slot.closed = 0;
@@ -492,7 +525,14 @@ impl Reactor {
         }
         if slot.armed & event_bit == 0 {
             let want = slot.armed | slot.wanted();
-            if let Err(e) = rearm(ep.as_fd(), slot, index, want, &mut state.counters) {
+            if let Err(e) = arm(
+                ep.as_fd(),
+                slot,
+                index,
+                want,
+                self.oneshot,
+                &mut state.counters,
+            ) {
                 return Poll::Ready(Err(e));
             }
         }
@@ -598,6 +638,19 @@ impl Reactor {
     }
 }
 
+/// A free slot's index (a released one, most recent first, or a new one).
+fn take_slot(state: &mut State) -> io::Result<u32> {
+    if let Some(i) = state.free.pop() {
+        return Ok(i);
+    }
+    let i = u32::try_from(state.slots.len())
+        .ok()
+        .filter(|&i| i < u32::MAX)
+        .ok_or_else(|| io::Error::other("too many registrations in one reactor"))?;
+    state.slots.push(Slot::default());
+    Ok(i)
+}
+
 /// Forgets that `dir` of slot `index` is ready.
 fn clear(state: &mut State, index: u32, dir: Direction) {
     if let Some(slot) = state.slots.get_mut(index as usize) {
@@ -609,23 +662,34 @@ fn clear(state: &mut State, index: u32, dir: Direction) {
     }
 }
 
-/// `EPOLL_CTL_MOD` for `want` (plus the base flags) and record it as armed.
-fn rearm(
+/// Arms the slot's fd for `want` and records it: `EPOLL_CTL_MOD` (plus the base
+/// flags), or, for a deferred registration not in the epoll set yet,
+/// `EPOLL_CTL_ADD` (with ONESHOT: for `want`, like the MOD; without: for both
+/// directions for good, as [`Reactor::register`] would have).
+fn arm(
     ep: BorrowedFd<'_>,
     slot: &mut Slot,
     index: u32,
     want: u32,
+    oneshot: bool,
     counters: &mut Counters,
 ) -> io::Result<()> {
-    epoll::epoll_ctl(
-        ep,
-        Op::Modify,
-        slot.fd,
-        arm_mask(want),
-        token(index, slot.generation),
-    )?;
-    counters.ctl_mod += 1;
-    slot.armed = want;
+    let tok = token(index, slot.generation);
+    if slot.added {
+        epoll::epoll_ctl(ep, Op::Modify, slot.fd, arm_mask(want), tok)?;
+        counters.ctl_mod += 1;
+        slot.armed = want;
+        return Ok(());
+    }
+    let (flags, armed) = if oneshot {
+        (arm_mask(want), want)
+    } else {
+        (ET_ONLY_FLAGS, epoll::IN | epoll::OUT)
+    };
+    epoll::epoll_ctl(ep, Op::Add, slot.fd, flags, tok)?;
+    counters.ctl_add += 1;
+    slot.added = true;
+    slot.armed = armed;
     Ok(())
 }
 

@@ -59,6 +59,32 @@ impl Registration {
         })
     }
 
+    /// Takes a slot in the current runtime's reactor for `fd` without adding it to the
+    /// epoll set yet: that happens (`EPOLL_CTL_ADD`) the first time a task has to wait
+    /// on it. Both directions start out ready.
+    ///
+    /// # Errors
+    ///
+    /// If the runtime has shut down.
+    ///
+    /// # Panics
+    ///
+    /// If called outside [`block_on`](crate::block_on).
+    pub(crate) fn new_deferred(fd: BorrowedFd<'_>) -> io::Result<Self> {
+        let reactor = crate::context::current_reactor().unwrap_or_else(|| {
+            panic!(
+                "`AsyncFd::new_deferred` called outside `block_on`; create I/O objects \
+                 inside the future passed to `edgeloop::block_on`"
+            )
+        });
+        let index = reactor.register_deferred(fd)?;
+        Ok(Registration {
+            reactor,
+            index,
+            fd: fd.as_raw_fd(),
+        })
+    }
+
     /// Polls `dir` for readiness.
     ///
     /// `Ready(Ok(()))` means the last event said ready and no syscall has said

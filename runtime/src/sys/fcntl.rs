@@ -17,8 +17,7 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether `O_NONBLOCK` is set on `fd`.
-#[cfg(test)]
+/// Whether `O_NONBLOCK` is set on `fd` (for debug assertions and tests).
 pub(crate) fn is_nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
     // SAFETY: F_GETFL takes no argument and `fd` is open (borrowed).
     let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;

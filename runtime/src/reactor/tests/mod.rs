@@ -102,6 +102,7 @@ fn drain_read(reg: &Registration, stream: &UnixStream) -> io::Result<usize> {
     }
 }
 
+mod deferred;
 mod edge_only;
 mod readiness;
 mod table;
