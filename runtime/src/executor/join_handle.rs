@@ -5,9 +5,9 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
-use super::task::JoinableRef;
+use super::task::JoinRef;
 
 /// An owned permission to await a spawned task's result.
 ///
@@ -32,15 +32,14 @@ use super::task::JoinableRef;
 /// assert_eq!(n.unwrap(), 42);
 /// ```
 pub struct JoinHandle<T> {
-    /// The task itself, which fills in the output.
-    cell: JoinableRef<T>,
-    /// The task's own waker, to make it run (and drop its future) after `abort`.
-    task: Waker,
+    /// The task itself, which fills in the output (and which `abort` wakes, to
+    /// make it drop its future).
+    cell: JoinRef<T>,
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(cell: JoinableRef<T>, task: Waker) -> Self {
-        JoinHandle { cell, task }
+    pub(crate) fn new(cell: JoinRef<T>) -> Self {
+        JoinHandle { cell }
     }
 
     /// Cancels the task. Its future is dropped the next time the runtime gets to it
@@ -65,7 +64,7 @@ impl<T> JoinHandle<T> {
             state.finished
         };
         if !finished {
-            self.task.wake_by_ref();
+            self.cell.wake_task();
         }
     }
 
@@ -77,21 +76,18 @@ impl<T> JoinHandle<T> {
 
 impl<T> Drop for JoinHandle<T> {
     /// Detaches the task. A panic it already stored, which now nobody will see,
-    /// goes to the runtime's panic policy.
+    /// goes to the runtime's panic policy; an output is dropped here, on the
+    /// runtime's thread (the task's block may be freed by a waker elsewhere).
     fn drop(&mut self) {
         let unseen = {
             let mut state = self.cell.state().borrow_mut();
             state.detached = true;
-            match state.output.take() {
-                Some(Err(e)) if e.is_panic() => Some(e),
-                other => {
-                    state.output = other;
-                    None
-                }
-            }
+            state.output.take()
         };
-        if let Some(e) = unseen {
-            super::report_unhandled_panic(e);
+        match unseen {
+            Some(Err(e)) if e.is_panic() => super::report_unhandled_panic(e),
+            // Dropped outside the borrow: its destructor is user code.
+            other => drop(other),
         }
     }
 }

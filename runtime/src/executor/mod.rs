@@ -13,6 +13,9 @@
 //! [`crate::spawn`] adds tasks; wakers schedule them.
 
 mod join_handle;
+// The second place `unsafe` is allowed in the runtime (besides `sys`): the task
+// block and its waker, reference-counted by hand (see the module's docs).
+#[allow(unsafe_code)]
 mod task;
 pub(crate) mod waker;
 
@@ -24,11 +27,11 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::Location;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use task::RunnableRef;
-use waker::{Inbox, TaskId, TaskWaker};
+use task::TaskRef;
+use waker::{Inbox, TaskId};
 
 /// What to do with a task's panic that nobody will see (its `JoinHandle` was
 /// dropped, or dropped without taking the result).
@@ -129,14 +132,9 @@ struct Slot {
 }
 
 struct Task {
-    /// The task cell; `None` while it is being polled (taken out so no borrow is
-    /// held).
-    future: Option<RunnableRef>,
-    /// The task's shared state: its `queued` flag.
-    shared: Arc<TaskWaker>,
-    /// `shared` as a `Waker`, made once at spawn and moved out for each poll (like
-    /// the future), so a poll neither allocates nor touches the reference count.
-    waker: Option<Waker>,
+    /// The task's block (future, join state, waker state); `None` while it is
+    /// being polled (taken out so no borrow is held).
+    cell: Option<TaskRef>,
     /// Where the task was spawned (`#[track_caller]`), for slow-poll reports.
     spawned_at: &'static Location<'static>,
     /// Whether a slow poll of this task was reported already (once per task).
@@ -193,8 +191,8 @@ impl Drop for Task {
     /// A task dropped before it finished (at shutdown) drops its future now and
     /// records "cancelled" for its handle.
     fn drop(&mut self) {
-        if let Some(future) = self.future.take() {
-            future.as_ref().cancel();
+        if let Some(cell) = self.cell.take() {
+            cell.cancel();
         }
     }
 }
@@ -234,13 +232,14 @@ impl Executor {
         F: Future + 'static,
         F::Output: 'static,
     {
-        let (runnable, joinable) = task::new_task(future);
         bump(&self.counters.spawned);
         if self.shutting_down.get() {
-            runnable.as_ref().cancel();
-            return JoinHandle::new(joinable, Waker::noop().clone());
+            let (cell, joinable) = task::new_task(future, TaskId::MAIN, self.inbox.clone());
+            cell.retire();
+            cell.cancel();
+            return JoinHandle::new(joinable);
         }
-        let waker = {
+        let (id, joinable) = {
             let mut tasks = self.tasks.borrow_mut();
             let index = match tasks.free.pop() {
                 Some(i) => i,
@@ -258,19 +257,17 @@ impl Executor {
                 index,
                 generation: slot.generation,
             };
-            let waker = Arc::new(TaskWaker::new(id, self.inbox.clone()));
+            let (cell, joinable) = task::new_task(future, id, self.inbox.clone());
             slot.task = Some(Task {
-                future: Some(runnable),
-                shared: waker.clone(),
-                waker: Some(Waker::from(waker.clone())),
+                cell: Some(cell),
                 spawned_at,
                 slow_reported: false,
             });
             tasks.live += 1;
-            waker
+            (id, joinable)
         };
-        self.run_queue.borrow_mut().push_back(waker.id);
-        JoinHandle::new(joinable, Waker::from(waker))
+        self.run_queue.borrow_mut().push_back(id);
+        JoinHandle::new(joinable)
     }
 
     /// Puts a woken task at the back of the run queue. The `block_on` future is not
@@ -298,7 +295,7 @@ impl Executor {
     }
 
     fn poll_task(&self, id: TaskId) {
-        let (future, waker) = {
+        let cell = {
             let mut tasks = self.tasks.borrow_mut();
             let Some(slot) = tasks.slots.get_mut(id.index as usize) else {
                 return;
@@ -306,23 +303,19 @@ impl Executor {
             if slot.generation != id.generation {
                 return; // the task finished after this wake was queued
             }
-            let Some(task) = slot.task.as_mut() else {
-                return;
-            };
-            let (Some(future), Some(waker)) = (task.future.take(), task.waker.take()) else {
+            let Some(cell) = slot.task.as_mut().and_then(|task| task.cell.take()) else {
                 return;
             };
             // Cleared before the poll: a wake during it queues the task again.
-            task.shared.take_queued();
-            (future, waker)
+            cell.take_queued();
+            cell
         };
-        let mut cx = Context::from_waker(&waker);
         bump(&self.counters.polls);
         let started = self.slow_poll.as_ref().map(|_| Instant::now());
-        let outcome = {
+        let outcome = cell.with_waker(|waker| {
             let _budget = crate::coop::start_poll();
-            future.as_ref().run(&mut cx)
-        };
+            cell.run(&mut Context::from_waker(waker))
+        });
         // Taken after every poll, so a stale value never reaches another task.
         let outcome = outcome.map(|o| self.outcome_override.take().unwrap_or(o));
         if let Some(started) = started {
@@ -335,8 +328,7 @@ impl Executor {
                 .task
                 .as_mut()
                 .expect("task slot freed while its task was being polled");
-            task.future = Some(future);
-            task.waker = Some(waker);
+            task.cell = Some(cell);
             return;
         };
         bump(match outcome {
@@ -349,11 +341,10 @@ impl Executor {
         tasks.free.push(id.index);
         tasks.live -= 1;
         drop(tasks);
-        if let Some(task) = &task {
-            task.shared.retire();
-        }
-        // The finished wrapper and its wakers are dropped outside the borrow.
-        drop((task, waker, future));
+        cell.retire();
+        // The finished task's block (its stage is `Done`) and the emptied slot
+        // entry are dropped outside the borrow.
+        drop((task, cell));
     }
 
     /// Reports the poll of task `id` that took `took`, if it crossed the threshold
@@ -401,7 +392,9 @@ impl Executor {
                 let Tasks { slots, free, live } = &mut *tasks;
                 for (index, slot) in slots.iter_mut().enumerate() {
                     if let Some(task) = slot.task.take() {
-                        task.shared.retire();
+                        if let Some(cell) = &task.cell {
+                            cell.retire();
+                        }
                         slot.generation = slot.generation.wrapping_add(1);
                         free.push(u32::try_from(index).expect("slot index fits in u32"));
                         *live -= 1;

@@ -1,8 +1,9 @@
 //! Task wakers and the cross-thread inbox.
 //!
-//! A task's [`Waker`](std::task::Waker) is an `Arc<TaskWaker>` through
-//! [`std::task::Wake`]: `Send + Sync` with no hand-written vtable. Waking sets the
-//! task's `queued` flag; only the wake that flips it from `false` to `true` enqueues
+//! A spawned task's [`Waker`](std::task::Waker) points at the task's own block (see
+//! `task.rs`); the `block_on` future's is an `Arc<TaskWaker>` through
+//! [`std::task::Wake`]. Both wake through [`wake_task`]. Waking sets the task's
+//! `queued` flag; only the wake that flips it from `false` to `true` enqueues
 //! the task, so a burst of wakes queues it once. A wake on the runtime's own thread
 //! pushes onto the local run queue without locks; a wake from any other thread goes
 //! through the [`Inbox`] (a mutex-guarded list) and an eventfd write that interrupts
@@ -48,7 +49,8 @@ pub(crate) struct TaskWaker {
 }
 
 impl TaskWaker {
-    /// A waker for a task that is queued already (a new task is polled first thing).
+    /// The `block_on` future's waker state, set woken: the future is polled first
+    /// thing.
     pub(crate) fn new(id: TaskId, inbox: Arc<Inbox>) -> Self {
         TaskWaker {
             id,
@@ -69,11 +71,6 @@ impl TaskWaker {
     pub(crate) fn is_queued(&self) -> bool {
         self.queued.load(Ordering::Acquire)
     }
-
-    /// Marks a finished task queued for good, so later wakes are no-ops.
-    pub(crate) fn retire(&self) {
-        self.queued.store(true, Ordering::Release);
-    }
 }
 
 impl Wake for TaskWaker {
@@ -82,12 +79,19 @@ impl Wake for TaskWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if self.queued.swap(true, Ordering::AcqRel) {
-            return; // already queued, or finished
-        }
-        if !crate::context::schedule_local(&self.inbox, self.id) {
-            self.inbox.push(self.id);
-        }
+        wake_task(&self.queued, &self.inbox, self.id);
+    }
+}
+
+/// Wakes task `id` whose flag is `queued`: only the wake that sets the flag queues
+/// the task, on the local run queue when `inbox` is the current runtime's (no
+/// lock), else through the inbox.
+pub(crate) fn wake_task(queued: &AtomicBool, inbox: &Arc<Inbox>, id: TaskId) {
+    if queued.swap(true, Ordering::AcqRel) {
+        return; // already queued, or finished
+    }
+    if !crate::context::schedule_local(inbox, id) {
+        inbox.push(id);
     }
 }
 

@@ -63,6 +63,7 @@ fn open_fds() -> io::Result<usize> {
     Ok(fs::read_dir("/proc/self/fd")?.count())
 }
 
+mod block;
 mod join;
 mod lifecycle;
 mod model;

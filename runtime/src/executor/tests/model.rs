@@ -145,9 +145,9 @@ impl Drop for ProbeFuture {
 struct Probe {
     /// Id the executor gave the task (read from the back of the run queue).
     id: TaskId,
-    /// The task's waker state, taken from its slot: stays valid (and wakeable) after
+    /// A waker of the task, taken from its slot: stays valid (and wakeable) after
     /// the task ends, as a stale waker.
-    shared: Arc<TaskWaker>,
+    task_waker: Waker,
     /// The task's script.
     script: Rc<Cell<Script>>,
     /// Polls of the task's future.
@@ -165,7 +165,7 @@ struct Probe {
 impl Probe {
     /// A new waker for the task (same task state, as a clone would be).
     fn waker(&self) -> Waker {
-        Waker::from(self.shared.clone())
+        self.task_waker.clone()
     }
 }
 
@@ -192,16 +192,16 @@ fn spawn_probe(e: &Executor, script: Script, sink: &Sink) -> Probe {
         .borrow()
         .back()
         .expect("a new task is at the back of the run queue");
-    let shared = e.tasks.borrow().slots[id.index as usize]
+    let task_waker = e.tasks.borrow().slots[id.index as usize]
         .task
         .as_ref()
+        .and_then(|task| task.cell.as_ref())
         .expect("a new task's slot is occupied")
-        .shared
-        .clone();
+        .waker();
     let (join_wakes, join_waker) = counting_waker();
     Probe {
         id,
-        shared,
+        task_waker,
         script,
         polls,
         drops,
@@ -754,7 +754,9 @@ impl<'e> Harness<'e> {
                 match (&slot.task, model.occupants[index]) {
                     (None, None) => {}
                     (Some(task), Some(t)) => prop_assert!(
-                        Arc::ptr_eq(&task.shared, &self.probes[t].shared),
+                        task.cell
+                            .as_ref()
+                            .is_some_and(|cell| cell.is_woken_by(&self.probes[t].task_waker)),
                         "slot {index} holds another task than task {t}"
                     ),
                     (task, t) => prop_assert!(
@@ -769,7 +771,8 @@ impl<'e> Harness<'e> {
 
         for (t, (probe, task)) in self.probes.iter().zip(&model.tasks).enumerate() {
             let ended = task.fate.is_some();
-            prop_assert_eq!(probe.shared.id, task.id, "task {}: waker's id", t);
+            let (waker_id, waker_queued) = task::waker_task_state(&probe.task_waker);
+            prop_assert_eq!(waker_id, task.id, "task {}: waker's id", t);
             prop_assert_eq!(probe.polls.get(), task.polls, "task {}: polls", t);
             prop_assert_eq!(
                 probe.drops.get(),
@@ -779,7 +782,7 @@ impl<'e> Harness<'e> {
                 task.fate
             );
             prop_assert_eq!(
-                probe.shared.is_queued(),
+                waker_queued,
                 task.queued || ended,
                 "task {}: `queued` flag (fate {:?})",
                 t,

@@ -180,26 +180,6 @@ fn wake_after_completion_is_a_no_op_and_reused_slot_is_not_polled() {
     );
 }
 
-/// The output of the first task in
-/// [`queued_wake_of_a_finished_task_is_skipped_after_its_slot_is_reused`]: dropped
-/// once the finished task's slot is free, it spawns a task into that very slot.
-struct SpawnOnDrop {
-    /// Polls of the task spawned on drop.
-    polls: Rc<Cell<usize>>,
-    /// Where the spawned task's handle goes.
-    handle: Rc<RefCell<Option<JoinHandle<()>>>>,
-    /// The run queue right after that spawn.
-    queue: Rc<RefCell<Vec<TaskId>>>,
-}
-
-impl Drop for SpawnOnDrop {
-    fn drop(&mut self) {
-        let handle = spawn(count_polls(self.polls.clone(), pending::<()>()));
-        *self.handle.borrow_mut() = Some(handle);
-        *self.queue.borrow_mut() = queued_ids();
-    }
-}
-
 #[test]
 fn queued_wake_of_a_finished_task_is_skipped_after_its_slot_is_reused() {
     bounded(
@@ -209,17 +189,18 @@ fn queued_wake_of_a_finished_task_is_skipped_after_its_slot_is_reused() {
                 let polls = Rc::new(Cell::new(0));
                 let handle = Rc::new(RefCell::new(None));
                 let queue = Rc::new(RefCell::new(Vec::new()));
-                let mut output = Some(SpawnOnDrop {
-                    polls: polls.clone(),
-                    handle: handle.clone(),
-                    queue: queue.clone(),
-                });
-                // Wakes itself, then finishes. Its handle is dropped, so its output
-                // is dropped with the task, after the slot has been freed.
+                // Task A (slot 0) wakes itself, then finishes: its wake stays queued
+                // and its slot is freed.
                 drop(spawn(poll_fn(move |cx| {
                     cx.waker().wake_by_ref();
-                    Poll::Ready(output.take().expect("polled once"))
+                    Poll::Ready(())
                 })));
+                // Task B (slot 1), polled next, spawns C, which takes slot 0.
+                let (p, h, q) = (polls.clone(), handle.clone(), queue.clone());
+                drop(spawn(async move {
+                    *h.borrow_mut() = Some(spawn(count_polls(p, pending::<()>())));
+                    *q.borrow_mut() = queued_ids();
+                }));
                 yield_now().await;
 
                 assert_eq!(
@@ -236,13 +217,12 @@ fn queued_wake_of_a_finished_task_is_skipped_after_its_slot_is_reused() {
                     ],
                     "run queue must hold the finished task's wake, then the new task"
                 );
-                assert_eq!(polls.get(), 1, "task in the reused slot: polls");
                 for _ in 0..3 {
                     yield_now().await;
                 }
                 assert_eq!(polls.get(), 1, "task in the reused slot: polls");
 
-                let handle = handle.take().expect("the output's destructor spawned");
+                let handle = handle.take().expect("task B spawned");
                 handle.abort();
                 let err = handle.await.expect_err("aborted");
                 assert!(err.is_cancelled(), "got {err:?}");
