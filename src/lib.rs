@@ -2,7 +2,8 @@
 //! epoll (`EPOLLET | EPOLLONESHOT`), small enough to read in an afternoon.
 //!
 //! This crate only re-exports: the executor, reactor and timers live in
-//! `edgeloop-runtime`, the sockets in `edgeloop-net`.
+//! `edgeloop-runtime`, the sockets in `edgeloop-net`. With the feature `hyper`, the
+//! module `hyper` adds what hyper 1.x needs to run on edgeloop.
 //!
 //! # Examples
 //!
@@ -121,6 +122,10 @@ pub mod signal {
 pub mod io {
     pub use edgeloop_runtime::{AsyncFd, Direction, wait_for_fd_release};
 }
+
+// hyper 1.x on edgeloop (feature `hyper`): an I/O adapter, a timer, an executor.
+#[cfg(feature = "hyper")]
+pub mod hyper;
 
 /// Compiles the README's examples as doctests.
 #[cfg(doctest)]

@@ -693,3 +693,81 @@ pub fn cpu_clock_time(clock: libc::clockid_t) -> io::Result<Duration> {
     let nanos = u32::try_from(now.tv_nsec).map_err(io::Error::other)?;
     Ok(Duration::new(secs, nanos))
 }
+
+/// As [`built_example`], for an example that needs crate features (its
+/// `required-features`): builds it once per test binary with `--features
+/// FEATURES` (comma-separated) and returns the path of its binary.
+pub fn built_example_with_features(
+    name: &'static str,
+    features: &'static str,
+) -> io::Result<std::path::PathBuf> {
+    use std::sync::{Mutex, OnceLock};
+    type Built = BTreeMap<(&'static str, &'static str), Result<std::path::PathBuf, String>>;
+    static BUILT: OnceLock<Mutex<Built>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(|| Mutex::new(BTreeMap::new()))
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    built
+        .entry((name, features))
+        .or_insert_with(|| build_example_with_features(name, features).map_err(|e| e.to_string()))
+        .clone()
+        .map_err(io::Error::other)
+}
+
+fn build_example_with_features(name: &str, features: &str) -> io::Result<std::path::PathBuf> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifest = root.join("Cargo.toml");
+    let mut child = ChildGuard::spawn(
+        Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--example",
+                name,
+                "--features",
+                features,
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    )?;
+    let (status, stdout, stderr) = child.output_within(Duration::from_secs(240))?;
+    if !status.success() {
+        return Err(io::Error::other(format!(
+            "`cargo build --example {name} --features {features}` exited with {status}\n\
+             stdout:\n{stdout}\nstderr:\n{stderr}"
+        )));
+    }
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    };
+    let path = target.join("debug").join("examples").join(name);
+    if !path.is_file() {
+        return Err(io::Error::other(format!(
+            "built example `{name}` but found no file at {}",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// Sends `signal` (a name that `kill -s` takes, e.g. `TERM`) to the child, which
+/// must still be running (unreaped, so its pid cannot name another process).
+pub fn signal_child(guard: &mut ChildGuard, signal: &str) -> io::Result<()> {
+    if let Some(status) = guard.child_mut().try_wait()? {
+        return Err(io::Error::other(format!(
+            "the child had already exited with {status}"
+        )));
+    }
+    let pid = guard.child_mut().id().to_string();
+    let status = Command::new("kill").args(["-s", signal, &pid]).status()?;
+    if !status.success() {
+        return Err(io::Error::other(format!(
+            "`kill -s {signal} {pid}` exited with {status}"
+        )));
+    }
+    Ok(())
+}

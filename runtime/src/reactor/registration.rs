@@ -45,12 +45,7 @@ impl Registration {
     ///
     /// If called outside [`block_on`](crate::block_on).
     pub(crate) fn new(fd: BorrowedFd<'_>) -> io::Result<Self> {
-        let reactor = crate::context::current_reactor().unwrap_or_else(|| {
-            panic!(
-                "`Registration::new` called outside `block_on`; create I/O objects inside \
-                 the future passed to `edgeloop::block_on`"
-            )
-        });
+        let reactor = current_reactor();
         let index = reactor.register(fd)?;
         Ok(Registration {
             reactor,
@@ -71,12 +66,7 @@ impl Registration {
     ///
     /// If called outside [`block_on`](crate::block_on).
     pub(crate) fn new_deferred(fd: BorrowedFd<'_>) -> io::Result<Self> {
-        let reactor = crate::context::current_reactor().unwrap_or_else(|| {
-            panic!(
-                "`AsyncFd::new_deferred` called outside `block_on`; create I/O objects \
-                 inside the future passed to `edgeloop::block_on`"
-            )
-        });
+        let reactor = current_reactor();
         let index = reactor.register_deferred(fd)?;
         Ok(Registration {
             reactor,
@@ -171,6 +161,20 @@ impl Registration {
         }
         result
     }
+}
+
+/// The current runtime's reactor.
+///
+/// # Panics
+///
+/// Outside `block_on`, with a message that says what to do.
+fn current_reactor() -> Rc<Reactor> {
+    crate::context::current_reactor().unwrap_or_else(|| {
+        panic!(
+            "an I/O object (socket, `AsyncFd`) was created outside `block_on`; create I/O \
+             objects inside the future passed to `edgeloop::block_on`"
+        )
+    })
 }
 
 impl std::fmt::Debug for Registration {

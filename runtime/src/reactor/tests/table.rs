@@ -265,14 +265,22 @@ fn stored_waker_is_dropped_not_woken_at_shutdown() -> io::Result<()> {
 #[test]
 fn registration_outside_block_on_panics_with_a_clear_message() -> io::Result<()> {
     let (a, _b) = socket_pair()?;
-    let payload = catch_unwind(|| Registration::new(a.as_fd()).map(drop))
+    let eager = catch_unwind(|| Registration::new(a.as_fd()).map(drop))
         .expect_err("`Registration::new` outside `block_on` must panic");
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
-    assert!(message.contains("block_on"), "message: {message:?}");
+    let deferred = catch_unwind(|| Registration::new_deferred(a.as_fd()).map(drop))
+        .expect_err("`Registration::new_deferred` outside `block_on` must panic");
+    for payload in [eager, deferred] {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        // Names what the user did (made a socket), not an internal constructor.
+        assert!(
+            message.starts_with("an I/O object (socket, `AsyncFd`) was created outside `block_on`"),
+            "message: {message:?}"
+        );
+    }
     Ok(())
 }
 
