@@ -15,6 +15,7 @@
 pub mod args;
 pub mod child;
 pub mod echo;
+pub mod proc_pid;
 pub mod proc_self;
 pub mod runtime;
 pub mod stats;
