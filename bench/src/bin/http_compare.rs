@@ -7,7 +7,10 @@
 //! port of 127.0.0.1, and `wrk -t1 -c50 -d10s --latency` runs pinned to the other
 //! (`taskset -c 0`, `--client-cpu`), after a `--warmup` run whose figures are not
 //! kept. Requests per second and the p99 latency come from wrk's report; socket
-//! errors and non-2xx answers are counted and shown. Every process started is
+//! errors and non-2xx answers are counted and shown. The server's CPU time per
+//! request (`utime + stime` of `/proc/PID/stat` over the measured run) is the
+//! figure that still compares the servers when wrk, not the server, is the
+//! bottleneck. Every process started is
 //! killed when its run ends, also if this program panics.
 //!
 //! Both servers are built first, in release mode and in this program's target
@@ -28,6 +31,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use edgeloop_bench::echo::process_cpu_time;
 use edgeloop_bench::stats::{median, ratio};
 use edgeloop_bench::{Args, Table, proc_self};
 
@@ -107,6 +111,9 @@ struct Report {
     requests: u64,
     socket_errors: u64,
     non_2xx: u64,
+    /// The server's CPU time (user + system, from `/proc/PID/stat`) over the
+    /// measured run, per request: meaningful even when wrk is the bottleneck.
+    cpu_us_per_request: f64,
 }
 
 /// Kills (and reaps) the process when dropped.
@@ -299,6 +306,7 @@ fn parse_report(text: &str) -> Option<Report> {
         requests: 0,
         socket_errors: 0,
         non_2xx: 0,
+        cpu_us_per_request: f64::NAN,
     };
     for line in text.lines().map(str::trim) {
         if let Some(value) = line.strip_prefix("Requests/sec:") {
@@ -328,10 +336,16 @@ fn run_once(options: &Options, server: &ServerCommand) -> io::Result<Report> {
     if options.warmup > 0 {
         wrk(options, &addr, options.warmup)?;
     }
+    // `taskset` execs the server: the child's pid is the server's.
+    let pid = process.0.id();
+    let cpu_before = process_cpu_time(pid)?;
     let text = wrk(options, &addr, options.duration)?;
+    let cpu = process_cpu_time(pid)? - cpu_before;
     drop(process);
-    parse_report(&text)
-        .ok_or_else(|| io::Error::other(format!("cannot read wrk's report:\n{text}")))
+    let mut report = parse_report(&text)
+        .ok_or_else(|| io::Error::other(format!("cannot read wrk's report:\n{text}")))?;
+    report.cpu_us_per_request = micros(cpu) / report.requests.max(1) as f64;
+    Ok(report)
 }
 
 fn micros(d: Duration) -> f64 {
@@ -385,12 +399,13 @@ fn main() {
                 std::process::exit(1)
             });
             eprintln!(
-                "round {}/{} {:>8}: {:>10.0} req/s, p99 {:>8.0} us, {} requests, {} socket errors, {} non-2xx",
+                "round {}/{} {:>8}: {:>10.0} req/s, p99 {:>8.0} us, server {:.2} us CPU/request, {} requests, {} socket errors, {} non-2xx",
                 round + 1,
                 options.runs,
                 server.name,
                 report.requests_per_sec,
                 micros(report.p99),
+                report.cpu_us_per_request,
                 report.requests,
                 report.socket_errors,
                 report.non_2xx,
@@ -407,6 +422,17 @@ fn main() {
         .iter()
         .map(|runs| median(&runs.iter().map(|r| micros(r.p99)).collect::<Vec<_>>()))
         .collect();
+    let cpu: Vec<f64> = reports
+        .iter()
+        .map(|runs| {
+            median(
+                &runs
+                    .iter()
+                    .map(|r| r.cpu_us_per_request)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
     let errors: Vec<u64> = reports
         .iter()
         .map(|runs| runs.iter().map(|r| r.socket_errors + r.non_2xx).sum())
@@ -419,12 +445,13 @@ fn main() {
         options.runs,
         started.elapsed().as_secs_f64()
     );
-    let mut table = Table::new(&["server", "req/s", "p99 (us)", "errors"]);
+    let mut table = Table::new(&["server", "req/s", "p99 (us)", "CPU us/request", "errors"]);
     for (i, server) in servers.iter().enumerate() {
         table.row([
             server.name.to_owned(),
             format!("{:.0}", rps[i]),
             format!("{:.0}", p99[i]),
+            format!("{:.2}", cpu[i]),
             errors[i].to_string(),
         ]);
     }
@@ -432,6 +459,7 @@ fn main() {
         "edgeloop / tokio".to_owned(),
         ratio(rps[0], rps[1]),
         ratio(p99[0], p99[1]),
+        ratio(cpu[0], cpu[1]),
         String::new(),
     ]);
     table.print();

@@ -196,10 +196,64 @@ struct Slot {
     closed: u8,
     /// `EPOLLIN`/`EPOLLOUT` bits currently armed in the kernel.
     armed: u32,
-    /// Tasks waiting to read; emptied (capacity kept) when they are woken.
-    readers: Vec<Waker>,
-    /// Tasks waiting to write; emptied (capacity kept) when they are woken.
-    writers: Vec<Waker>,
+    /// Tasks waiting to read; emptied when they are woken.
+    readers: Waiters,
+    /// Tasks waiting to write; emptied when they are woken.
+    writers: Waiters,
+}
+
+/// The tasks waiting on one direction of an fd. Almost always one, held inline so
+/// that a connection's first wait allocates nothing; a second one (two tasks
+/// accepting on one listener, say) moves them to a `Vec`, kept for reuse.
+#[derive(Debug, Default)]
+enum Waiters {
+    #[default]
+    None,
+    One(Waker),
+    Many(Vec<Waker>),
+}
+
+impl Waiters {
+    fn is_empty(&self) -> bool {
+        match self {
+            Waiters::None => true,
+            Waiters::One(_) => false,
+            Waiters::Many(all) => all.is_empty(),
+        }
+    }
+
+    /// Whether a waiter would wake the same task as `waker`.
+    fn contains(&self, waker: &Waker) -> bool {
+        match self {
+            Waiters::None => false,
+            Waiters::One(w) => w.will_wake(waker),
+            Waiters::Many(all) => all.iter().any(|w| w.will_wake(waker)),
+        }
+    }
+
+    fn push(&mut self, waker: Waker) {
+        *self = match std::mem::take(self) {
+            Waiters::None => Waiters::One(waker),
+            Waiters::One(first) => Waiters::Many(vec![first, waker]),
+            Waiters::Many(mut all) => {
+                all.push(waker);
+                Waiters::Many(all)
+            }
+        };
+    }
+
+    /// Moves every waiter to the end of `out`, leaving none (a `Vec` keeps its
+    /// capacity).
+    fn drain_into(&mut self, out: &mut Vec<Waker>) {
+        match std::mem::take(self) {
+            Waiters::None => {}
+            Waiters::One(w) => out.push(w),
+            Waiters::Many(mut all) => {
+                out.append(&mut all);
+                *self = Waiters::Many(all);
+            }
+        }
+    }
 }
 
 impl Slot {
@@ -339,10 +393,10 @@ impl Reactor {
                 slot.ready |= ready;
                 slot.closed |= closed_by(bits);
                 if ready & READ != 0 {
-                    to_wake.append(&mut slot.readers);
+                    slot.readers.drain_into(&mut to_wake);
                 }
                 if ready & WRITE != 0 || bits & epoll::RDHUP != 0 {
-                    to_wake.append(&mut slot.writers);
+                    slot.writers.drain_into(&mut to_wake);
                 }
                 let want = if self.oneshot { slot.wanted() } else { 0 };
                 if want != 0
@@ -352,8 +406,8 @@ impl Reactor {
                     // own syscall (or its next poll_ready) reports the error instead
                     // of it waiting forever.
                     slot.ready |= READ | WRITE;
-                    to_wake.append(&mut slot.readers);
-                    to_wake.append(&mut slot.writers);
+                    slot.readers.drain_into(&mut to_wake);
+                    slot.writers.drain_into(&mut to_wake);
                 }
             }
             state.counters.events_dispatched += turn.io_events as u64;
@@ -504,7 +558,7 @@ impl Reactor {
                 Direction::Read => &slot.readers,
                 Direction::Write => &slot.writers,
             };
-            waiters.iter().any(|w| w.will_wake(cx.waker()))
+            waiters.contains(cx.waker())
         };
         // Cloned outside the borrow: a foreign waker's clone may run arbitrary code.
         let new_waiter = (!known).then(|| cx.waker().clone());
@@ -573,8 +627,9 @@ impl Reactor {
                 .slots
                 .iter_mut()
                 .flat_map(|s| {
-                    let mut both = std::mem::take(&mut s.readers);
-                    both.append(&mut s.writers);
+                    let mut both = Vec::new();
+                    s.readers.drain_into(&mut both);
+                    s.writers.drain_into(&mut both);
                     both
                 })
                 .collect();

@@ -307,3 +307,36 @@ fn try_io_after_runtime_shut_down_reports_it() -> io::Result<()> {
         Ok(())
     })
 }
+
+#[test]
+fn waiters_hold_one_waker_inline_and_spill_the_rest() {
+    let (a_count, a) = counting_waker();
+    let (b_count, b) = counting_waker();
+    let mut waiters = Waiters::default();
+    assert!(waiters.is_empty() && !waiters.contains(&a));
+    waiters.push(a.clone());
+    assert!(
+        matches!(waiters, Waiters::One(_)),
+        "the first waiter is inline"
+    );
+    assert!(waiters.contains(&a) && !waiters.contains(&b));
+    waiters.push(b.clone());
+    assert!(waiters.contains(&a) && waiters.contains(&b));
+    let mut out = Vec::new();
+    waiters.drain_into(&mut out);
+    assert!(waiters.is_empty(), "drained");
+    assert_eq!(out.len(), 2);
+    for w in out.drain(..) {
+        w.wake();
+    }
+    assert_eq!(
+        (a_count.count(), b_count.count()),
+        (1, 1),
+        "each woken once"
+    );
+    // A drained `Many` keeps its buffer and fills again.
+    waiters.push(a);
+    assert!(matches!(&waiters, Waiters::Many(all) if all.len() == 1));
+    waiters.drain_into(&mut out);
+    assert_eq!((out.len(), waiters.is_empty()), (1, true));
+}
