@@ -181,7 +181,7 @@ fn draw(
         .values()
         .flat_map(|v| v.iter().map(|(_, r)| *r))
         .fold(1.0_f64, f64::max)
-        * 1.15;
+        * 1.6; // room above the bars for the legend
     let mut chart = ChartBuilder::on(&top)
         .caption(
             format!("Echo: server CPU per message / tokio's (median of rounds, run {run})"),
