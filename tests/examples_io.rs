@@ -96,15 +96,22 @@ fn udp_echo_example_echoes_each_datagram_exactly_to_its_sender() -> io::Result<(
 fn udp_echo_example_serves_several_clients_and_outlives_vanished_ones() -> io::Result<()> {
     with_timeout(300, "udp_echo example, several clients", || {
         let (mut server, addr) = start_udp_echo()?;
+        // The real clients' sockets first: a port freed by a vanished client below
+        // could otherwise be given to one of them, which would then receive the
+        // vanished client's late echo instead of its own.
+        let sockets = (0..4)
+            .map(|_| std_udp_client())
+            .collect::<io::Result<Vec<_>>>()?;
         // Clients that send and close at once: their echoes go nowhere.
         for i in 0..5 {
             let gone = std::net::UdpSocket::bind("127.0.0.1:0")?;
             gone.send_to(&pattern(100, 950 + i), addr)?;
         }
-        let clients: Vec<_> = (0..4u64)
-            .map(|id| {
+        let clients: Vec<_> = sockets
+            .into_iter()
+            .zip(0..4u64)
+            .map(|(client, id)| {
                 std::thread::spawn(move || {
-                    let client = std_udp_client()?;
                     let mut rng = XorShift::new(960 + id);
                     for i in 0..50 {
                         let len = rng.in_range(0, 9000);

@@ -17,7 +17,10 @@
 //! directory (`cargo build --release --features hyper --example http_hello`, and
 //! `-p edgeloop-bench --bin http_tokio`), so they are never stale; `--build false`
 //! skips that, `--edgeloop PATH` and `--tokio PATH` run other binaries (a build of
-//! another commit, say).
+//! another commit, say). `--with-et true` adds a third server, `edgeloop-et`:
+//! `http_edgeloop --no-oneshot`, the same service on a runtime built with
+//! `Builder::oneshot(false)`, to measure what ONESHOT's re-arm costs per request
+//! (rounds then rotate: ABC, CAB, BCA).
 //!
 //! ```text
 //! cargo run --release -p edgeloop-bench --bin http_compare -- --runs 5 --duration 10
@@ -39,9 +42,11 @@ const USAGE: &str = "\
 usage: http_compare [--runs N] [--duration SECS] [--warmup SECS] [--connections N]
                     [--threads N] [--server-cpu CPUS] [--client-cpu CPUS]
                     [--edgeloop PATH] [--tokio PATH] [--build true|false]
+                    [--with-et true|false]
 
 Defaults: --runs 5 --duration 10 --warmup 1 --connections 50 --threads 1
---server-cpu 1 --client-cpu 0 --build true (build both servers, release, first).
+--server-cpu 1 --client-cpu 0 --build true (build both servers, release, first)
+--with-et false (true adds `http_edgeloop --no-oneshot`: edgeloop without ONESHOT).
 Needs `wrk` and `taskset` on PATH.";
 
 /// The command line.
@@ -57,6 +62,7 @@ struct Options {
     edgeloop: Option<PathBuf>,
     tokio: Option<PathBuf>,
     build: bool,
+    with_et: bool,
 }
 
 impl Options {
@@ -73,6 +79,7 @@ impl Options {
                 "edgeloop",
                 "tokio",
                 "build",
+                "with-et",
             ],
             USAGE,
         );
@@ -87,6 +94,7 @@ impl Options {
             edgeloop: args.text("edgeloop").map(PathBuf::from),
             tokio: args.text("tokio").map(PathBuf::from),
             build: args.get("build", true),
+            with_et: args.get("with-et", false),
         };
         if options.runs == 0 || options.duration == 0 || options.connections == 0 {
             eprintln!("error: --runs, --duration and --connections must be above 0\n{USAGE}");
@@ -101,6 +109,8 @@ impl Options {
 struct ServerCommand {
     name: &'static str,
     path: PathBuf,
+    /// Arguments after the address.
+    args: &'static [&'static str],
 }
 
 /// What one wrk run reported.
@@ -194,16 +204,28 @@ fn servers(options: &Options) -> io::Result<Vec<ServerCommand>> {
             target_dir().join("release").join("http_tokio")
         }
     };
-    let servers = vec![
+    let mut servers = vec![
         ServerCommand {
             name: "edgeloop",
             path: edgeloop,
+            args: &[],
         },
         ServerCommand {
             name: "tokio",
             path: tokio,
+            args: &[],
         },
     ];
+    if options.with_et {
+        if options.build {
+            cargo_build(&["-p", "edgeloop-bench", "--bin", "http_edgeloop"])?;
+        }
+        servers.push(ServerCommand {
+            name: "edgeloop-et",
+            path: target_dir().join("release").join("http_edgeloop"),
+            args: &["--no-oneshot"],
+        });
+    }
     for server in &servers {
         if !server.path.is_file() {
             return Err(io::Error::other(format!(
@@ -223,6 +245,7 @@ fn start(server: &ServerCommand, cpus: &str) -> io::Result<(KillOnDrop, String)>
         .args(["-c", cpus])
         .arg(&server.path)
         .arg("127.0.0.1:0")
+        .args(server.args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -386,11 +409,16 @@ fn main() {
     let started = Instant::now();
     let mut reports: Vec<Vec<Report>> = servers.iter().map(|_| Vec::new()).collect();
     for round in 0..options.runs {
-        // ABBA: each server goes first in every other round.
-        let order: Vec<usize> = if round % 2 == 0 {
-            vec![0, 1]
+        // ABBA (ABC CAB BCA with three): each server goes first in turn.
+        let n = servers.len();
+        let order: Vec<usize> = if n == 2 {
+            if round % 2 == 0 {
+                vec![0, 1]
+            } else {
+                vec![1, 0]
+            }
         } else {
-            vec![1, 0]
+            (0..n).map(|i| (i + n - round % n) % n).collect()
         };
         for i in order {
             let server = &servers[i];
@@ -455,13 +483,19 @@ fn main() {
             errors[i].to_string(),
         ]);
     }
-    table.row([
-        "edgeloop / tokio".to_owned(),
-        ratio(rps[0], rps[1]),
-        ratio(p99[0], p99[1]),
-        ratio(cpu[0], cpu[1]),
-        String::new(),
-    ]);
+    for (i, server) in servers
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.name != "tokio")
+    {
+        table.row([
+            format!("{} / tokio", server.name),
+            ratio(rps[i], rps[1]),
+            ratio(p99[i], p99[1]),
+            ratio(cpu[i], cpu[1]),
+            String::new(),
+        ]);
+    }
     table.print();
 }
 

@@ -338,7 +338,8 @@ impl UnixStream {
     ///
     /// # Errors
     ///
-    /// If the socket cannot be made non-blocking or registered.
+    /// If the socket cannot be made non-blocking. (It is added to the runtime's epoll
+    /// set when it first has to wait; an error from that comes from that wait.)
     ///
     /// # Panics
     ///

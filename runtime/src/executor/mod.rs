@@ -187,6 +187,32 @@ impl std::fmt::Debug for SlowPollConfig {
     }
 }
 
+/// The task being polled, out of its slot; put back if a panic unwinds out of
+/// [`Executor::poll_task`] before it is done with it.
+struct PutBack<'a> {
+    executor: &'a Executor,
+    id: TaskId,
+    cell: Option<TaskRef>,
+}
+
+impl Drop for PutBack<'_> {
+    fn drop(&mut self) {
+        let Some(cell) = self.cell.take() else {
+            return; // the normal path: `poll_task` took it back
+        };
+        let mut tasks = self.executor.tasks.borrow_mut();
+        let slot = &mut tasks.slots[self.id.index as usize];
+        // The slot is still this task's: only `poll_task` (this one, which has not
+        // got that far) and shutdown (never during a poll) free it. Were it not, the
+        // panic below, during unwinding, would abort: better than letting a live
+        // future go to the last waker.
+        match slot.task.as_mut() {
+            Some(task) if slot.generation == self.id.generation => task.cell = Some(cell),
+            _ => unreachable!("task slot freed while its task was being polled"),
+        }
+    }
+}
+
 impl Drop for Task {
     /// A task dropped before it finished (at shutdown) drops its future now and
     /// records "cancelled" for its handle.
@@ -310,6 +336,17 @@ impl Executor {
             cell.take_queued();
             cell
         };
+        // Until the end of the bookkeeping, a panic that unwinds out of it (a
+        // slow-poll hook, a join waker's `wake`, an unseen output's destructor)
+        // puts the task back in its slot rather than dropping this reference: the
+        // executor must let go of a task only once its future is gone, or the
+        // last waker, maybe on another thread, would drop it (see `task.rs`).
+        let mut polling = PutBack {
+            executor: self,
+            id,
+            cell: Some(cell),
+        };
+        let cell = polling.cell.as_ref().expect("just stored");
         bump(&self.counters.polls);
         let started = self.slow_poll.as_ref().map(|_| Instant::now());
         let outcome = cell.with_waker(|waker| {
@@ -321,6 +358,7 @@ impl Executor {
         if let Some(started) = started {
             self.check_slow_poll(id, started.elapsed());
         }
+        let cell = polling.cell.take().expect("taken only here");
         let mut tasks = self.tasks.borrow_mut();
         let slot = &mut tasks.slots[id.index as usize];
         let Poll::Ready(outcome) = outcome else {

@@ -17,7 +17,10 @@
 //! of type `T`) must be gone by then, on the runtime's thread:
 //! - the future: the executor drops its `TaskRef` only after the stage is `Done`
 //!   (the task returned, panicked or was cancelled: see [`TaskRef::run`] and
-//!   [`TaskRef::cancel`], and `Task`'s destructor in the executor, which cancels);
+//!   [`TaskRef::cancel`], and `Task`'s destructor in the executor, which cancels).
+//!   A panic that unwinds out of a poll's bookkeeping (a slow-poll hook, say)
+//!   puts the task back in its slot (the executor's `PutBack` guard) instead of
+//!   dropping the reference, so shutdown still cancels it on the runtime's thread;
 //! - the output: the handle (`!Send`) takes it or, when dropped, drops it; a task
 //!   that finishes after its handle was dropped drops its output at once
 //!   ([`TaskCell::complete`]).
@@ -274,6 +277,9 @@ impl<F: Future> TaskCell<F> {
             self.complete(Err(error));
             return Poll::Ready(outcome);
         }
+        // An output kept from a future whose destructor panicked, dropped once the
+        // stage is no longer borrowed.
+        let mut unreported = None;
         let polled = self.with_stage(|mut stage| {
             let StageProj::Running { future } = stage.as_mut().project() else {
                 return None;
@@ -282,8 +288,15 @@ impl<F: Future> TaskCell<F> {
             match result {
                 Ok(Poll::Pending) => Some(Poll::Pending),
                 Ok(Poll::Ready(output)) => {
-                    stage.set(Stage::Done);
-                    Some(Poll::Ready(Ok(output)))
+                    // The future's destructor runs here: a panic in it is the task's
+                    // panic (and its output is dropped), as tokio reports it.
+                    match catch_unwind(AssertUnwindSafe(|| stage.set(Stage::Done))) {
+                        Ok(()) => Some(Poll::Ready(Ok(output))),
+                        Err(payload) => {
+                            unreported = Some(output);
+                            Some(Poll::Ready(Err(JoinError::panic(payload))))
+                        }
+                    }
                 }
                 Err(payload) => {
                     // A destructor that panics too loses its payload; the first panic
@@ -293,6 +306,10 @@ impl<F: Future> TaskCell<F> {
                 }
             }
         });
+        if unreported.is_some() {
+            // The destructor's panic is the one reported; a second one is dropped.
+            let _ = catch_unwind(AssertUnwindSafe(|| drop(unreported)));
+        }
         match polled {
             // Not reached: a finished task is not polled again.
             None => Poll::Ready(Outcome::Aborted),

@@ -85,7 +85,8 @@ impl<T: AsFd> AsyncFd<T> {
     }
 
     /// Like [`new`](Self::new), for an object that is non-blocking already (a socket
-    /// from `accept4(SOCK_NONBLOCK)`, say), without any syscall: the fd is added to
+    /// from `accept4(SOCK_NONBLOCK)`, say), without any syscall (in release builds:
+    /// debug builds check `O_NONBLOCK` with one `fcntl`): the fd is added to
     /// the epoll set (`EPOLL_CTL_ADD`, armed for what the task waits for) the first
     /// time a task has to wait on it. A connection whose data is there when it is
     /// first read costs no epoll call until it must wait, and one that never waits
@@ -98,7 +99,8 @@ impl<T: AsFd> AsyncFd<T> {
     /// # Errors
     ///
     /// If the runtime has shut down. What `epoll_ctl` would refuse (`EPERM` for a
-    /// regular file, say) is reported by the first wait instead of here.
+    /// regular file, `EEXIST` for an fd registered already) is reported by the
+    /// first wait instead of here.
     ///
     /// # Panics
     ///
@@ -205,8 +207,9 @@ impl<T: AsFd> AsyncFd<T> {
     ///
     /// `Ready(Ok(()))` means the last event said ready and no syscall has said
     /// `EAGAIN` since: try the operation. `Pending` means the task is stored as a
-    /// waiter and the fd is armed (`EPOLL_CTL_MOD`, only if not armed already for
-    /// `dir`); the task is woken when the kernel reports `dir`, a hang-up or an error.
+    /// waiter and the fd is armed (`EPOLL_CTL_MOD`, or `EPOLL_CTL_ADD` for the first
+    /// wait of a [`new_deferred`](Self::new_deferred) one; only if not armed already
+    /// for `dir`); the task is woken when the kernel reports `dir`, a hang-up or an error.
     ///
     /// # Errors
     ///

@@ -17,11 +17,13 @@ pub enum Direction {
     Write,
 }
 
-/// An fd added to the current runtime's epoll set, with per-direction readiness.
+/// An fd's slot in the current runtime's reactor, with per-direction readiness:
+/// added to the epoll set at once ([`new`](Self::new)) or at its first wait
+/// ([`new_deferred`](Self::new_deferred)).
 ///
 /// The non-owning core of [`AsyncFd`](super::AsyncFd), which is the public face:
 /// it does not own the fd, so its owner must drop it *before* closing the fd.
-/// Dropping it deletes the fd from the epoll set (`EPOLL_CTL_DEL`).
+/// Dropping it deletes the fd from the epoll set (`EPOLL_CTL_DEL`) if it was added.
 pub(crate) struct Registration {
     /// The reactor holding the slot; kept alive so drop can always release it.
     reactor: Rc<Reactor>,

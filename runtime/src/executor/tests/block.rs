@@ -80,13 +80,17 @@ fn a_waker_woken_after_its_runtime_is_gone_does_nothing() {
     bounded(
         "a_waker_woken_after_its_runtime_is_gone_does_nothing",
         || {
+            let runtime_thread = thread::current().id();
+            let dropped_on = Rc::new(RefCell::new(None));
             let (tx, holder) = {
                 let rt = crate::Runtime::new().expect("runtime");
                 let held = rt.block_on(async {
                     // Never finishes: cancelled when the runtime drops.
+                    let guard = DropThread(dropped_on.clone());
                     let waker = Rc::new(RefCell::new(None));
                     let w = waker.clone();
                     drop(spawn(poll_fn(move |cx| {
+                        let _keep = &guard;
                         *w.borrow_mut() = Some(cx.waker().clone());
                         Poll::<()>::Pending
                     })));
@@ -98,6 +102,11 @@ fn a_waker_woken_after_its_runtime_is_gone_does_nothing() {
                 drop(rt);
                 pair
             };
+            assert_eq!(
+                *dropped_on.borrow(),
+                Some(runtime_thread),
+                "the unfinished future is dropped by the runtime's shutdown, on its thread"
+            );
             tx.send(()).expect("holder alive");
             holder.join().expect("a late wake, then the last drop");
         },
@@ -192,6 +201,7 @@ fn wakers_count_references_exactly() {
         let freed = Arc::new(AtomicUsize::new(0));
         let f = freed.clone();
         block_on(async move {
+            let base = with_executor(|e| Arc::strong_count(e.inbox()));
             let guard = DropCounter(f);
             let wakers = Rc::new(RefCell::new(Vec::new()));
             let w = wakers.clone();
@@ -215,10 +225,18 @@ fn wakers_count_references_exactly() {
             // The future (and its guard) went when the task finished, whatever the
             // wakers still hold.
             assert_eq!(wakers.borrow().len(), 10);
+            // Every task block holds a clone of the runtime's inbox, so its count
+            // says whether the block is still there.
+            let blocks_alive = || with_executor(|e| Arc::strong_count(e.inbox())) - base;
+            assert_eq!(blocks_alive(), 1, "ten wakers keep the block");
+            let last = wakers.borrow_mut().pop().expect("ten");
             for waker in wakers.borrow_mut().drain(..) {
                 waker.wake_by_ref(); // a finished task: no-op
                 drop(waker);
             }
+            assert_eq!(blocks_alive(), 1, "one waker keeps the block");
+            drop(last);
+            assert_eq!(blocks_alive(), 0, "the last waker freed it");
             assert_eq!(
                 queued_ids(),
                 Vec::<TaskId>::new(),
@@ -227,4 +245,108 @@ fn wakers_count_references_exactly() {
         });
         assert_eq!(freed.load(Ordering::SeqCst), 1, "future dropped once");
     });
+}
+
+/// The `!Send` future of [`a_panicking_slow_poll_hook_leaves_the_future_to_the_runtime`].
+struct Slow {
+    guard: DropThread,
+    waker_out: Rc<RefCell<Option<Waker>>>,
+}
+
+impl Future for Slow {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let _keep = &self.guard;
+        *self.waker_out.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+#[test]
+fn a_panicking_slow_poll_hook_leaves_the_future_to_the_runtime() {
+    // The hook runs after the poll, while the executor holds the task out of its
+    // slot: a panic there must not drop the executor's reference, or the last
+    // waker (here on another thread) would drop the live `!Send` future.
+    bounded(
+        "a_panicking_slow_poll_hook_leaves_the_future_to_the_runtime",
+        || {
+            let runtime_thread = thread::current().id();
+            let dropped_on = Rc::new(RefCell::new(None));
+            let waker_out = Rc::new(RefCell::new(None));
+            let rt = crate::Builder::new_current_thread()
+                .slow_poll_threshold(Duration::ZERO)
+                .on_slow_poll(|_| panic!("slow-poll hook fails"))
+                .build()
+                .expect("runtime");
+            let (d, w) = (dropped_on.clone(), waker_out.clone());
+            let escaped = catch_unwind(AssertUnwindSafe(|| {
+                rt.block_on(async move {
+                    drop(spawn(Slow {
+                        guard: DropThread(d),
+                        waker_out: w,
+                    }));
+                    yield_now().await;
+                    unreachable!("the hook's panic ends block_on first");
+                })
+            }));
+            assert!(
+                escaped.is_err(),
+                "the hook's panic propagates from block_on"
+            );
+            assert_eq!(*dropped_on.borrow(), None, "the task is still alive");
+            let held = waker_out.borrow_mut().take().expect("polled once");
+            let (tx, holder) = hold_waker(held, false);
+            assert_eq!(rt.metrics().live_tasks, 1, "the task is back in its slot");
+            drop(rt);
+            assert_eq!(
+                *dropped_on.borrow(),
+                Some(runtime_thread),
+                "dropped by the runtime's shutdown, not by the last waker"
+            );
+            tx.send(()).expect("holder alive");
+            holder.join().expect("last drop");
+        },
+    );
+}
+
+/// A future that is ready at once and whose destructor panics.
+struct PanicsOnDrop;
+
+impl Future for PanicsOnDrop {
+    type Output = u32;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> Poll<u32> {
+        Poll::Ready(7)
+    }
+}
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("destructor of a finished future");
+    }
+}
+
+#[test]
+fn a_future_whose_destructor_panics_after_ready_is_a_panicked_task() {
+    bounded(
+        "a_future_whose_destructor_panics_after_ready_is_a_panicked_task",
+        || {
+            let rt = crate::Runtime::new().expect("runtime");
+            rt.block_on(async {
+                let err = spawn(PanicsOnDrop)
+                    .await
+                    .expect_err("the destructor's panic is the task's");
+                assert!(err.is_panic(), "{err:?}");
+                assert_eq!(
+                    err.to_string(),
+                    "task panicked with message \"destructor of a finished future\""
+                );
+                // The runtime goes on, and the task is gone from its table.
+                assert_eq!(spawn(async { 1 }).await.expect("ran"), 1);
+            });
+            let m = rt.metrics();
+            assert_eq!((m.live_tasks, m.panicked_tasks), (0, 1), "{m}");
+        },
+    );
 }

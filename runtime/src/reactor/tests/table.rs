@@ -314,14 +314,18 @@ fn waiters_hold_one_waker_inline_and_spill_the_rest() {
     let (b_count, b) = counting_waker();
     let mut waiters = Waiters::default();
     assert!(waiters.is_empty() && !waiters.contains(&a));
+    // `will_wake` compares vtable addresses too, and Miri gives each use of std's
+    // waker vtable an address of its own: there, equal wakers may look different
+    // (never the other way round), so the positive checks are skipped.
+    let has = |waiters: &Waiters, w: &Waker| cfg!(miri) || waiters.contains(w);
     waiters.push(a.clone());
     assert!(
         matches!(waiters, Waiters::One(_)),
         "the first waiter is inline"
     );
-    assert!(waiters.contains(&a) && !waiters.contains(&b));
+    assert!(has(&waiters, &a) && !waiters.contains(&b));
     waiters.push(b.clone());
-    assert!(waiters.contains(&a) && waiters.contains(&b));
+    assert!(has(&waiters, &a) && has(&waiters, &b));
     let mut out = Vec::new();
     waiters.drain_into(&mut out);
     assert!(waiters.is_empty(), "drained");
