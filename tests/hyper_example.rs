@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use edgeloop::hyper::HyperIo;
 use edgeloop::net::TcpStream;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, StatusCode};
 use support::{ChildGuard, IO_TIMEOUT, lines_of, signal_child, std_connect, with_timeout};
@@ -108,20 +108,7 @@ async fn get(
         .header(hyper::header::HOST, addr.to_string())
         .body(Empty::new())
         .map_err(io::Error::other)?;
-    let exchange = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(io::Error::other)?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(io::Error::other)?;
-        Ok::<_, io::Error>((status, body.to_bytes()))
-    };
-    edgeloop::time::timeout(IO_TIMEOUT, exchange).await?
+    support::hyper_exchange(sender, request).await
 }
 
 #[test]

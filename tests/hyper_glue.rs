@@ -39,20 +39,7 @@ async fn post(
         .header(header::HOST, "test")
         .body(Full::new(body))
         .map_err(io::Error::other)?;
-    let exchange = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(io::Error::other)?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(io::Error::other)?;
-        Ok::<_, io::Error>((status, body.to_bytes()))
-    };
-    time::timeout(IO_TIMEOUT, exchange).await?
+    support::hyper_exchange(sender, request).await
 }
 
 #[test]

@@ -771,3 +771,30 @@ pub fn signal_child(guard: &mut ChildGuard, signal: &str) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Sends `request` on a hyper client connection and reads the whole response:
+/// its status and body, within [`IO_TIMEOUT`]. For the hyper tests.
+pub async fn hyper_exchange<B>(
+    sender: &mut hyper::client::conn::http1::SendRequest<B>,
+    request: hyper::Request<B>,
+) -> std::io::Result<(hyper::StatusCode, bytes::Bytes)>
+where
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    let exchange = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(std::io::Error::other)?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(std::io::Error::other)?;
+        Ok::<_, std::io::Error>((status, body.to_bytes()))
+    };
+    edgeloop::time::timeout(IO_TIMEOUT, exchange).await?
+}

@@ -96,14 +96,20 @@ pub(crate) struct Header {
 }
 
 /// The operations of a [`TaskCell<F>`] for one `F`, reached through its header.
+///
+/// # Safety
+///
+/// Each entry trusts that its header pointer is a live `TaskCell` of the `F` the
+/// vtable was made for; see each function's own `# Safety`.
 struct TaskVtable {
-    /// [`TaskCell::run`].
+    /// [`TaskCell::run`] (# Safety: as `run_raw`).
     run: unsafe fn(NonNull<Header>, &mut Context<'_>) -> Poll<Outcome>,
-    /// [`TaskCell::cancel`].
+    /// [`TaskCell::cancel`] (# Safety: as `cancel_raw`).
     cancel: unsafe fn(NonNull<Header>),
-    /// The address of the cell's `RefCell<JoinState<F::Output>>`.
+    /// The address of the cell's `RefCell<JoinState<F::Output>>` (# Safety: as
+    /// `state_raw`).
     state: unsafe fn(NonNull<Header>) -> NonNull<()>,
-    /// Drops the cell and frees its memory.
+    /// Drops the cell and frees its memory (# Safety: as `dealloc_raw`).
     dealloc: unsafe fn(NonNull<Header>),
 }
 
@@ -162,11 +168,12 @@ impl<F: Future> TaskCell<F> {
         dealloc: Self::dealloc_raw,
     };
 
+    /// Casts a header pointer back to its cell.
+    ///
     /// # Safety
     ///
     /// `ptr` must point to a live `TaskCell<F>` (one made by [`new_task`] with this
-    /// `F`), and the caller must hold a reference to it for as long as the returned
-    /// borrow is used.
+    /// `F`), held by the caller for as long as the returned borrow is used.
     unsafe fn from_header<'a>(ptr: NonNull<Header>) -> Pin<&'a Self> {
         // SAFETY: by the caller's contract the block is a live `TaskCell<F>` whose
         // header is at offset 0 (`repr(C)`), and `ptr` has the block's provenance
