@@ -552,51 +552,7 @@ pub fn wait_until(
 /// Builds example `name` once per test binary (debug profile, like the tests) and
 /// returns the path of its binary, or why it could not be built.
 pub fn built_example(name: &'static str) -> io::Result<std::path::PathBuf> {
-    use std::sync::{Mutex, OnceLock};
-    static BUILT: OnceLock<Mutex<BTreeMap<&'static str, Result<std::path::PathBuf, String>>>> =
-        OnceLock::new();
-    let mut built = BUILT
-        .get_or_init(|| Mutex::new(BTreeMap::new()))
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    built
-        .entry(name)
-        .or_insert_with(|| build_example(name).map_err(|e| e.to_string()))
-        .clone()
-        .map_err(io::Error::other)
-}
-
-fn build_example(name: &str) -> io::Result<std::path::PathBuf> {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let manifest = root.join("Cargo.toml");
-    let mut child = ChildGuard::spawn(
-        Command::new(env!("CARGO"))
-            .args(["build", "--example", name, "--manifest-path"])
-            .arg(&manifest)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped()),
-    )?;
-    let (status, stdout, stderr) = child.output_within(Duration::from_secs(240))?;
-    if !status.success() {
-        return Err(io::Error::other(format!(
-            "`cargo build --example {name}` exited with {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        )));
-    }
-    // `$CARGO_TARGET_DIR` (relative to the package root, where cargo runs tests) or
-    // `target/`.
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => root.join(dir),
-        None => root.join("target"),
-    };
-    let path = target.join("debug").join("examples").join(name);
-    if !path.is_file() {
-        return Err(io::Error::other(format!(
-            "built example `{name}` but found no file at {}",
-            path.display()
-        )));
-    }
-    Ok(path)
+    built_example_with_features(name, "")
 }
 
 /// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (never lowers it);
@@ -696,7 +652,7 @@ pub fn cpu_clock_time(clock: libc::clockid_t) -> io::Result<Duration> {
 
 /// As [`built_example`], for an example that needs crate features (its
 /// `required-features`): builds it once per test binary with `--features
-/// FEATURES` (comma-separated) and returns the path of its binary.
+/// FEATURES` (comma-separated; none if empty) and returns the path of its binary.
 pub fn built_example_with_features(
     name: &'static str,
     features: &'static str,
@@ -718,16 +674,14 @@ pub fn built_example_with_features(
 fn build_example_with_features(name: &str, features: &str) -> io::Result<std::path::PathBuf> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let manifest = root.join("Cargo.toml");
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "--example", name]);
+    if !features.is_empty() {
+        build.args(["--features", features]);
+    }
     let mut child = ChildGuard::spawn(
-        Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--example",
-                name,
-                "--features",
-                features,
-                "--manifest-path",
-            ])
+        build
+            .arg("--manifest-path")
             .arg(&manifest)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -736,10 +690,12 @@ fn build_example_with_features(name: &str, features: &str) -> io::Result<std::pa
     let (status, stdout, stderr) = child.output_within(Duration::from_secs(240))?;
     if !status.success() {
         return Err(io::Error::other(format!(
-            "`cargo build --example {name} --features {features}` exited with {status}\n\
+            "`cargo build --example {name} --features {features:?}` exited with {status}\n\
              stdout:\n{stdout}\nstderr:\n{stderr}"
         )));
     }
+    // `$CARGO_TARGET_DIR` (relative to the package root, where cargo runs tests) or
+    // `target/`.
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => root.join(dir),
         None => root.join("target"),
