@@ -22,7 +22,7 @@ use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io::{self, Write};
 use std::net::Shutdown;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -336,8 +336,15 @@ async fn echo(
     idle_timeout: Option<Duration>,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
+    // With `--idle-timeout`, one timer per connection, pushed back at every sign of
+    // progress; boxed, so that a connection without it does not carry a timer in
+    // its task.
+    let mut idle = idle_timeout.map(|limit| Idle {
+        limit,
+        timer: Box::pin(time::sleep(limit)),
+    });
     loop {
-        let Some(ready) = within(idle_timeout, stream.readable(), stats).await else {
+        let Some(ready) = within(&mut idle, stream.readable(), stats).await else {
             return Ok(()); // idle too long: dropping the stream closes it
         };
         ready?;
@@ -346,32 +353,50 @@ async fn echo(
             Step::Eof => return stream.shutdown(Shutdown::Write),
             Step::Echoed { n, unsent } => (n, unsent),
         };
+        Idle::progress(&mut idle); // the client sent something
         if !unsent.is_empty() {
             // A client that stops reading stalls this write: under the idle timeout
             // too, so it cannot hold its connection (and its `--max-conns` slot) for
             // ever.
-            let Some(written) = within(idle_timeout, stream.write_all(&unsent), stats).await else {
+            let Some(written) = within(&mut idle, stream.write_all(&unsent), stats).await else {
                 return Ok(());
             };
             written?;
+            Idle::progress(&mut idle); // the client read its echo
         }
         stats.bytes.set(stats.bytes.get() + n as u64);
     }
 }
 
-/// Runs `fut` under the idle timeout, if any: `None` (and one more connection
-/// counted as idle-closed) if it does not finish in time.
+/// A connection's idle timer.
+struct Idle {
+    limit: Duration,
+    timer: Pin<Box<time::Sleep>>,
+}
+
+impl Idle {
+    /// Restarts the timer: the connection made progress.
+    fn progress(idle: &mut Option<Idle>) {
+        if let Some(idle) = idle {
+            let deadline = time::now() + idle.limit;
+            idle.timer.as_mut().reset(deadline);
+        }
+    }
+}
+
+/// Runs `fut` under the idle timer, if any: `None` (and one more connection
+/// counted as idle-closed) if the timer fires first.
 async fn within<T>(
-    limit: Option<Duration>,
+    idle: &mut Option<Idle>,
     fut: impl std::future::Future<Output = T>,
     stats: &Stats,
 ) -> Option<T> {
-    let Some(limit) = limit else {
+    let Some(idle) = idle else {
         return Some(fut.await);
     };
-    match time::timeout(limit, fut).await {
-        Ok(output) => Some(output),
-        Err(_) => {
+    match select(pin!(fut), idle.timer.as_mut()).await {
+        Either::Left((output, _)) => Some(output),
+        Either::Right(((), _)) => {
             stats.idle_closed.set(stats.idle_closed.get() + 1);
             None
         }
