@@ -18,6 +18,7 @@ pub mod echo;
 pub mod proc_pid;
 pub mod proc_self;
 pub mod runtime;
+pub mod server;
 pub mod stats;
 pub mod table;
 pub mod xorshift;

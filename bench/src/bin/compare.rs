@@ -47,12 +47,12 @@ use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use edgeloop_bench::echo::{involuntary_switches, process_cpu_time, split_flags};
+use edgeloop_bench::server::{KillOnDrop, start_pinned};
 use edgeloop_bench::stats::{median, ratio};
 use edgeloop_bench::{Args, Table, proc_self};
 use serde_json::{Value, json};
@@ -252,27 +252,6 @@ impl Options {
     }
 }
 
-/// A child process that is killed (SIGKILL) and reaped when this is dropped: at the
-/// end of its run, or while unwinding from a panic.
-#[derive(Debug)]
-struct KillOnDrop {
-    child: Child,
-}
-
-impl KillOnDrop {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // Fails only if it has exited already, which is what we want.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// How to start a server: its executable and the arguments before the address.
 #[derive(Debug, Clone)]
 struct ServerCommand {
@@ -317,39 +296,10 @@ fn sibling(name: &str) -> PathBuf {
     exe.with_file_name(name)
 }
 
-/// Starts server `name` pinned to `cpus` on a free port of 127.0.0.1, and waits for
-/// its `listening on ADDR` line.
+/// Starts server `command` pinned to `cpus` on a free port of 127.0.0.1, and waits
+/// for its `listening on ADDR` line.
 fn start_server(command: &ServerCommand, cpus: &str) -> io::Result<Server> {
-    let name = &command.name;
-    let child = Command::new("taskset")
-        .args(["-c", cpus])
-        .arg(&command.path)
-        .arg("127.0.0.1:0")
-        .args(&command.args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| io::Error::new(e.kind(), format!("starting `taskset` for {name}: {e}")))?;
-    let mut process = KillOnDrop { child };
-    let stdout = process.child.stdout.take().expect("stdout is piped");
-    let (line_tx, line_rx) = mpsc::channel();
-    // Reads the first line for us, then drains the pipe until the server exits.
-    thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
-        let _ = line_tx.send(line);
-        let _ = io::copy(&mut reader, &mut io::sink());
-    });
-    let line = line_rx
-        .recv_timeout(Duration::from_secs(10))
-        .map_err(|_| io::Error::other(format!("{name} did not say `listening on` in 10 s")))?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .ok_or_else(|| io::Error::other(format!("{name} printed {line:?}, not `listening on`")))?
-        .to_owned();
+    let (process, addr) = start_pinned(&command.name, &command.path, &command.args, cpus)?;
     Ok(Server { process, addr })
 }
 

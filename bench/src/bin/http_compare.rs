@@ -27,14 +27,15 @@
 //! ```
 #![deny(unsafe_code, missing_docs)]
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use edgeloop_bench::echo::process_cpu_time;
+use edgeloop_bench::server::{KillOnDrop, start_pinned};
 use edgeloop_bench::stats::{median, ratio};
 use edgeloop_bench::{Args, Table, proc_self};
 
@@ -124,17 +125,6 @@ struct Report {
     /// The server's CPU time (user + system, from `/proc/PID/stat`) over the
     /// measured run, per request: meaningful even when wrk is the bottleneck.
     cpu_us_per_request: f64,
-}
-
-/// Kills (and reaps) the process when dropped.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // Fails only if it has exited already, which is what we want.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The path of `name` in a directory of `$PATH`, if it is there.
@@ -241,36 +231,7 @@ fn servers(options: &Options) -> io::Result<Vec<ServerCommand>> {
 /// Starts `server` pinned to `cpus` on a free port of 127.0.0.1 and waits for its
 /// `listening on ADDR` line; returns the process and the address.
 fn start(server: &ServerCommand, cpus: &str) -> io::Result<(KillOnDrop, String)> {
-    let child = Command::new("taskset")
-        .args(["-c", cpus])
-        .arg(&server.path)
-        .arg("127.0.0.1:0")
-        .args(server.args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let mut process = KillOnDrop(child);
-    let stdout = process.0.stdout.take().expect("stdout is piped");
-    let (line_tx, line_rx) = mpsc::channel();
-    // Reads the first line for us, then drains the pipe until the server exits.
-    thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
-        let _ = line_tx.send(line);
-        let _ = io::copy(&mut reader, &mut io::sink());
-    });
-    let name = server.name;
-    let line = line_rx
-        .recv_timeout(Duration::from_secs(10))
-        .map_err(|_| io::Error::other(format!("{name} did not say `listening on` in 10 s")))?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .ok_or_else(|| io::Error::other(format!("{name} printed {line:?}, not `listening on`")))?
-        .to_owned();
-    Ok((process, addr))
+    start_pinned(server.name, &server.path, server.args, cpus)
 }
 
 /// Runs wrk against `addr` for `secs` seconds; returns its report's text.
@@ -285,8 +246,8 @@ fn wrk(options: &Options, addr: &str, secs: u64) -> io::Result<String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
-    let mut process = KillOnDrop(child);
-    let mut stdout = process.0.stdout.take().expect("stdout is piped");
+    let mut process = KillOnDrop { child };
+    let mut stdout = process.child.stdout.take().expect("stdout is piped");
     let (text_tx, text_rx) = mpsc::channel();
     thread::spawn(move || {
         let mut text = String::new();
@@ -297,7 +258,7 @@ fn wrk(options: &Options, addr: &str, secs: u64) -> io::Result<String> {
     let text = text_rx
         .recv_timeout(limit)
         .map_err(|_| io::Error::other(format!("wrk still running after {limit:?}")))??;
-    let status = process.0.wait()?;
+    let status = process.child.wait()?;
     if !status.success() {
         return Err(io::Error::other(format!(
             "wrk exited with {status}:\n{text}"
@@ -360,7 +321,7 @@ fn run_once(options: &Options, server: &ServerCommand) -> io::Result<Report> {
         wrk(options, &addr, options.warmup)?;
     }
     // `taskset` execs the server: the child's pid is the server's.
-    let pid = process.0.id();
+    let pid = process.child.id();
     let cpu_before = process_cpu_time(pid)?;
     let text = wrk(options, &addr, options.duration)?;
     let cpu = process_cpu_time(pid)? - cpu_before;
