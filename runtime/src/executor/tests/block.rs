@@ -26,10 +26,17 @@ impl Drop for SendDropThread {
     }
 }
 
-/// A thread that holds `waker` until told, then drops it (or wakes it, by value).
-fn hold_waker(waker: Waker, wake: bool) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
+/// A thread that holds a waker until [`let_go`](Self::let_go), then drops it (or
+/// wakes it, by value): the last reference, on a thread that is not the runtime's.
+struct Holder {
+    tx: mpsc::Sender<()>,
+    thread: thread::JoinHandle<()>,
+}
+
+/// Hands `waker` to a new [`Holder`] thread.
+fn hold_waker(waker: Waker, wake: bool) -> Holder {
     let (tx, rx) = mpsc::channel::<()>();
-    let holder = thread::spawn(move || {
+    let thread = thread::spawn(move || {
         rx.recv_timeout(TIMEOUT).expect("told to let go");
         if wake {
             waker.wake();
@@ -37,7 +44,18 @@ fn hold_waker(waker: Waker, wake: bool) -> (mpsc::Sender<()>, thread::JoinHandle
             drop(waker);
         }
     });
-    (tx, holder)
+    Holder { tx, thread }
+}
+
+impl Holder {
+    /// Lets go of the waker and waits until the thread has: a crash there (a
+    /// double free, a future dropped on the wrong thread) fails the test.
+    fn let_go(self) {
+        self.tx.send(()).expect("holder alive");
+        self.thread
+            .join()
+            .expect("the holder dropped its waker cleanly");
+    }
 }
 
 #[test]
@@ -47,7 +65,7 @@ fn the_last_waker_on_another_thread_frees_a_block_whose_future_is_gone() {
         || {
             let runtime_thread = thread::current().id();
             let dropped_on = Rc::new(RefCell::new(None));
-            let (tx, holder) = {
+            let holder = {
                 let rt = crate::Runtime::new().expect("runtime");
                 let held = rt.block_on(async {
                     let guard = DropThread(dropped_on.clone());
@@ -67,10 +85,7 @@ fn the_last_waker_on_another_thread_frees_a_block_whose_future_is_gone() {
                 Some(runtime_thread),
                 "the future is dropped on the runtime's thread, when the task ends"
             );
-            tx.send(()).expect("holder alive");
-            holder
-                .join()
-                .expect("the last waker's drop frees the block");
+            holder.let_go();
         },
     );
 }
@@ -82,7 +97,7 @@ fn a_waker_woken_after_its_runtime_is_gone_does_nothing() {
         || {
             let runtime_thread = thread::current().id();
             let dropped_on = Rc::new(RefCell::new(None));
-            let (tx, holder) = {
+            let holder = {
                 let rt = crate::Runtime::new().expect("runtime");
                 let held = rt.block_on(async {
                     // Never finishes: cancelled when the runtime drops.
@@ -107,8 +122,7 @@ fn a_waker_woken_after_its_runtime_is_gone_does_nothing() {
                 Some(runtime_thread),
                 "the unfinished future is dropped by the runtime's shutdown, on its thread"
             );
-            tx.send(()).expect("holder alive");
-            holder.join().expect("a late wake, then the last drop");
+            holder.let_go();
         },
     );
 }
@@ -122,7 +136,7 @@ fn a_detached_tasks_output_is_dropped_on_the_runtime_thread_when_it_finishes() {
             let dropped_on = Arc::new(Mutex::new(None));
             let d = dropped_on.clone();
             let dropped_on_inner = dropped_on.clone();
-            let (tx, holder) = block_on(async move {
+            let holder = block_on(async move {
                 let waker = Rc::new(RefCell::new(None));
                 let w = waker.clone();
                 let mut first = true;
@@ -151,8 +165,7 @@ fn a_detached_tasks_output_is_dropped_on_the_runtime_thread_when_it_finishes() {
                 Some(runtime_thread),
                 "dropped as the task finished, not kept for the last waker"
             );
-            tx.send(()).expect("holder alive");
-            holder.join().expect("last drop");
+            holder.let_go();
         },
     );
 }
@@ -177,7 +190,7 @@ fn an_unread_output_is_dropped_with_its_handle() {
             }));
             yield_now().await;
             assert!(handle.is_finished());
-            let (tx, holder) = hold_waker(waker.borrow_mut().take().expect("ran"), false);
+            let holder = hold_waker(waker.borrow_mut().take().expect("ran"), false);
             assert_eq!(
                 *dropped_on.lock().expect("not poisoned"),
                 None,
@@ -189,8 +202,7 @@ fn an_unread_output_is_dropped_with_its_handle() {
                 Some(runtime_thread),
                 "the handle drops what nobody read"
             );
-            tx.send(()).expect("holder alive");
-            holder.join().expect("last drop");
+            holder.let_go();
         });
     });
 }
@@ -296,7 +308,7 @@ fn a_panicking_slow_poll_hook_leaves_the_future_to_the_runtime() {
             );
             assert_eq!(*dropped_on.borrow(), None, "the task is still alive");
             let held = waker_out.borrow_mut().take().expect("polled once");
-            let (tx, holder) = hold_waker(held, false);
+            let holder = hold_waker(held, false);
             assert_eq!(rt.metrics().live_tasks, 1, "the task is back in its slot");
             drop(rt);
             assert_eq!(
@@ -304,8 +316,7 @@ fn a_panicking_slow_poll_hook_leaves_the_future_to_the_runtime() {
                 Some(runtime_thread),
                 "dropped by the runtime's shutdown, not by the last waker"
             );
-            tx.send(()).expect("holder alive");
-            holder.join().expect("last drop");
+            holder.let_go();
         },
     );
 }
